@@ -1,0 +1,1 @@
+"""The core: tasks, graph, workflow, context, the scheduling core and the in-process engine."""

@@ -1,0 +1,152 @@
+"""Parallel groups in-process (§7.3, §10): branches on threads or in the calling thread.
+
+A branch is a member plus everything its completions schedule. Each branch drains
+its own queue with the same engine loop; all share the run's context. When every
+branch has finished, the group's policy decides, and the group then completes
+through the scheduling core like any task.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from graflow.coordination.coordinator import CoordinationBackend
+from graflow.core.handler import TaskResult
+from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.core.task_context import CheckpointRequest
+from graflow.queue.base import TaskSpec
+from graflow.queue.local import LocalTaskQueue
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.engine import WorkflowEngine
+    from graflow.core.executable import Executable
+    from graflow.core.group import ParallelGroup
+
+
+class GroupRun:
+    """One activation of a group; also its report to the core when it completes."""
+
+    goto_called = False
+    iterated = False
+    scheduled: list[TaskSpec] | None = None
+
+    def __init__(self, group: ParallelGroup, parent: GroupRun | None) -> None:
+        self.group_id = group.task_id
+        self.top_group_id: str = parent.top_group_id if parent is not None else group.task_id
+        self._lock = threading.Lock()
+        self._requests: list[CheckpointRequest] = []
+        self.terminate_called = False
+        self.terminate_message: str | None = None
+        self.cancel_called = False
+        self.cancel_message: str | None = None
+        self.cancel_task_id: str | None = None
+        self.hit_max_steps = False
+
+    @property
+    def control(self) -> bool:
+        return self.terminate_called or self.cancel_called or bool(self._requests)
+
+    def add_checkpoint_request(self, request: CheckpointRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    @property
+    def checkpoint_request(self) -> CheckpointRequest | None:
+        """Requests of all branches merged in completion order; the last path wins (D5)."""
+        if not self._requests:
+            return None
+        metadata: dict[str, Any] = {}
+        path: str | None = None
+        requested_by: list[str] = []
+        for req in self._requests:
+            metadata.update(req.metadata)
+            if req.path is not None:
+                path = req.path
+            requested_by.extend(req.requested_by)
+        metadata["task_id"] = self.group_id
+        metadata["requested_by"] = requested_by
+        return CheckpointRequest(metadata, path, requested_by)
+
+    def record_end(self, verdict: int, task_id: str, message: str | None) -> None:
+        with self._lock:
+            if verdict == CANCEL and not self.cancel_called:
+                self.cancel_called = True
+                self.cancel_message = message
+                self.cancel_task_id = task_id
+            elif verdict == TERMINATE and not self.terminate_called:
+                self.terminate_called = True
+                self.terminate_message = message
+
+
+def run_group(
+    engine: WorkflowEngine,
+    ctx: ExecutionContext,
+    spec: TaskSpec,
+    queue: LocalTaskQueue,
+    parent: GroupRun | None,
+) -> int:
+    """Run a group activation; returns the engine's MAX_STEPS when branches hit the limit."""
+    from graflow.core.engine import MAX_STEPS
+
+    group: ParallelGroup = spec.executable  # type: ignore[assignment]
+    run = GroupRun(group, parent)
+    members = list(group.tasks)
+    member_ids = [m.task_id for m in members]
+    tracer = ctx.tracer
+    tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
+    backend = group.backend
+    if backend is CoordinationBackend.REDIS:
+        from graflow.coordination.redis_coordinator import run_branches_on_pool
+
+        results = run_branches_on_pool(ctx, group, spec)
+    elif backend is CoordinationBackend.DIRECT or len(members) < 2:
+        results = {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
+    else:
+        workers = int(group.backend_config.get("thread_count") or os.cpu_count() or 2)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
+            futures = {m.task_id: pool.submit(_run_branch, engine, ctx, m, run) for m in members}
+            results = {tid: f.result() for tid, f in futures.items()}
+    tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
+    if run.cancel_called:
+        from graflow.core.engine import RunEnd
+
+        raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
+    if run.hit_max_steps:
+        return MAX_STEPS
+    try:
+        group.policy.on_group_finished(group.task_id, members, results, ctx)
+    except Exception as exc:
+        engine._failed(ctx, spec, group.task_id, None, exc, queue)
+        return 0
+    ctx.set_result(group.task_id, None)
+    engine.commit(ctx, spec, group.task_id, group.task_id, run, queue, parent)
+    return 0
+
+
+def _run_branch(engine: WorkflowEngine, ctx: ExecutionContext, member: Executable, run: GroupRun) -> TaskResult:
+    from graflow.core.engine import MAX_STEPS, RunEnd
+
+    started = time.time()
+    queue = LocalTaskQueue(ctx)
+    queue.enqueue(
+        TaskSpec(member, ctx, trace_id=ctx.trace_id, parent_task_id=run.group_id, group_id=run.top_group_id)
+    )
+    try:
+        with ctx.branch_queue(queue):
+            if engine.drain(ctx, queue, run) == MAX_STEPS:
+                run.hit_max_steps = True
+    except RunEnd as end:
+        run.record_end(end.verdict, end.task_id, end.message)
+    except Exception as exc:
+        return TaskResult(
+            member.task_id, False, exc, f"{type(exc).__name__}: {exc}", time.time() - started, time.time()
+        )
+    return TaskResult(member.task_id, True, None, None, time.time() - started, time.time())
+
+
+__all__ = ["GroupRun", "run_group"]

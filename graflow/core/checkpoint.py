@@ -1,0 +1,204 @@
+"""Checkpoints: write a run's state as three artefacts and resume from them (§13).
+
+``<base>.pkl`` holds the context (memory channel: all of it; Redis channel: a small
+stub naming the session), ``<base>.state.json`` the scheduling state, and
+``<base>.meta.json`` the metadata plus a sha256 of the other two. meta.json is
+written last and is the commit marker: a checkpoint without it, or whose files
+disagree with it, is reported and never loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import platform
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graflow.codec import Purpose, SecretKey, dumps, loads, resolve_keys
+from graflow.exceptions import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointSignatureError,
+    PayloadError,
+    PayloadSignatureError,
+)
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.graph import TaskGraph
+    from graflow.storage import CheckpointStore
+
+logger = logging.getLogger("graflow.checkpoint")
+
+_REQUIRED = ("checkpoint_id", "session_id", "created_at", "steps")
+
+
+def utc_now_iso() -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-05-01T12:00:00.123Z``."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class CheckpointMetadata:
+    """What a checkpoint is: identity, when, how far the run got, and your metadata."""
+
+    checkpoint_id: str
+    session_id: str
+    created_at: str
+    steps: int
+    start_node: str | None
+    backend: dict[str, str]
+    graph_hash: str | None = None
+    user_metadata: dict[str, Any] = field(default_factory=dict)
+    graph_fingerprint: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        checkpoint_id: str,
+        session_id: str,
+        steps: int,
+        start_node: str | None,
+        backend: dict[str, str],
+        user_metadata: dict[str, Any] | None = None,
+        graph_hash: str | None = None,
+        graph_fingerprint: str | None = None,
+    ) -> CheckpointMetadata:
+        return cls(
+            checkpoint_id,
+            session_id,
+            utc_now_iso(),
+            steps,
+            start_node,
+            dict(backend),
+            graph_hash,
+            dict(user_metadata or {}),
+            graph_fingerprint,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint_id": self.checkpoint_id,
+            "session_id": self.session_id,
+            "created_at": self.created_at,
+            "steps": self.steps,
+            "start_node": self.start_node,
+            "backend": dict(self.backend),
+            "graph_hash": self.graph_hash,
+            "user_metadata": dict(self.user_metadata),
+            "graph_fingerprint": self.graph_fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "checkpoint metadata") -> CheckpointMetadata:
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise CheckpointCorruptError(
+                f"{source} lacks required field(s) {missing}; the file is corrupt or not a "
+                "graflow checkpoint — use another checkpoint"
+            )
+        return cls(
+            checkpoint_id=str(data["checkpoint_id"]),
+            session_id=str(data["session_id"]),
+            created_at=str(data["created_at"]),
+            steps=int(data["steps"]),
+            start_node=data.get("start_node"),
+            backend=dict(data.get("backend") or {}),
+            graph_hash=data.get("graph_hash"),
+            user_metadata=dict(data.get("user_metadata") or {}),
+            graph_fingerprint=data.get("graph_fingerprint"),
+        )
+
+
+class CheckpointManager:
+    """Create, resume and list checkpoints."""
+
+    @classmethod
+    def create_checkpoint(
+        cls,
+        context: ExecutionContext,
+        *,
+        path: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        resuming_task_id: str | None = None,
+        secret_key: SecretKey = None,
+    ) -> tuple[str, CheckpointMetadata]:
+        """Write the three artefacts of ``context`` now; returns (location of .pkl, metadata)."""
+        from graflow.core.checkpoint_writer import write_checkpoint
+
+        return write_checkpoint(context, path, metadata, resuming_task_id, secret_key)
+
+    @classmethod
+    def resume_from_checkpoint(
+        cls,
+        checkpoint_path: str,
+        *,
+        redis_url: str | None = None,
+        graph: TaskGraph | None = None,
+        secret_key: SecretKey = None,
+        strict_graph: bool = False,
+    ) -> tuple[ExecutionContext, CheckpointMetadata]:
+        """Validate a checkpoint and rebuild its context; ``WorkflowEngine().execute(ctx)`` finishes the run."""
+        from graflow.core.checkpoint_reader import resume
+
+        return resume(checkpoint_path, redis_url, graph, secret_key, strict_graph)
+
+    @classmethod
+    def list_checkpoints(cls, location: str = "checkpoints") -> list[tuple[str, CheckpointMetadata]]:
+        """Checkpoints under ``location``, oldest first; reads only meta.json files."""
+        from graflow.core.checkpoint_reader import list_checkpoints
+
+        return list_checkpoints(location)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_checkpoint_id(session_id: str, steps: int) -> str:
+    return f"{session_id}_{steps}_{uuid.uuid4().hex[:8]}"
+
+
+def python_version() -> str:
+    return platform.python_version()
+
+
+def load_pickle(
+    blob: bytes, source: str, secret_key: SecretKey, from_redis: bool
+) -> Any:
+    """Verify and unpickle a ``.pkl``, translating payload errors to checkpoint errors."""
+    try:
+        return loads(blob, Purpose.CHECKPOINT, secret_key=secret_key, source=source, from_redis=from_redis)
+    except PayloadSignatureError as exc:
+        raise CheckpointSignatureError(
+            f"{source}: {exc.message}", exc.cause
+        ) from exc
+    except PayloadError as exc:
+        raise CheckpointCorruptError(
+            f"{source} cannot be loaded: {exc.message} — the file is corrupt or was written "
+            "by an incompatible version; use another checkpoint",
+            exc.cause or exc,
+        ) from exc
+
+
+def dump_pickle(obj: Any, secret_key: SecretKey) -> tuple[bytes, bool]:
+    return dumps(obj, Purpose.CHECKPOINT, secret_key=secret_key), bool(resolve_keys(secret_key))
+
+
+def read_part(store: CheckpointStore, base: str, part: str) -> bytes:
+    try:
+        return store.read(base, part)
+    except CheckpointNotFoundError:
+        raise
+    except CheckpointError:
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {store.display(base, part)}: {exc}", exc) from exc
+
+
+__all__ = ["CheckpointManager", "CheckpointMetadata"]

@@ -1,0 +1,227 @@
+"""Reading checkpoints: validate every artefact before anything is unpickled (§13.5)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from graflow.codec import SecretKey
+from graflow.core.checkpoint import CheckpointMetadata, load_pickle, read_part, sha256_hex
+from graflow.core.checkpoint_schema import SCHEMA_MAJOR, MetaDoc, StateDoc
+from graflow.exceptions import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointVersionError,
+    GraphChangedError,
+    GraphChangedWarning,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.graph import TaskGraph
+    from graflow.storage import CheckpointStore
+
+logger = logging.getLogger("graflow.checkpoint")
+
+
+def _json(data: bytes, source: str) -> dict[str, Any]:
+    import msgspec
+
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CheckpointCorruptError(
+            f"{source} is not valid JSON ({exc}); the checkpoint is corrupt — use another one",
+            exc,
+        ) from exc
+    if not isinstance(doc, dict):
+        raise CheckpointCorruptError(f"{source} does not hold a JSON object; the checkpoint is corrupt")
+    return doc
+
+
+def _check_version(version: Any, source: str) -> None:
+    if version is None:
+        raise CheckpointVersionError(
+            f"{source} has no schema_version: it was written by upstream Graflow or another "
+            f"tool, not by graflow {SCHEMA_MAJOR}.x; re-run the workflow to write a new checkpoint"
+        )
+    text = str(version)
+    try:
+        major = int(text.split(".")[0])
+    except ValueError:
+        major = -1
+    if major == SCHEMA_MAJOR:
+        return
+    if text.startswith("1."):
+        raise CheckpointVersionError(
+            f"{source} has schema_version {text!r}: it was written by upstream Graflow, whose "
+            f"checkpoints this release cannot resume (it reads {SCHEMA_MAJOR}.x); re-run the workflow"
+        )
+    if major > SCHEMA_MAJOR:
+        raise CheckpointVersionError(
+            f"{source} has schema_version {text!r}, newer than this graflow reads "
+            f"({SCHEMA_MAJOR}.x); upgrade graflow to resume it"
+        )
+    raise CheckpointVersionError(f"{source} has an unknown schema_version {text!r}")
+
+
+def _convert(doc: dict[str, Any], kind: type[Any], source: str) -> Any:
+    import msgspec
+
+    try:
+        return msgspec.convert(doc, kind)
+    except msgspec.ValidationError as exc:
+        raise CheckpointCorruptError(
+            f"{source} is not a valid graflow checkpoint file ({exc}); use another checkpoint", exc
+        ) from exc
+
+
+def read_meta(store: CheckpointStore, base: str) -> MetaDoc:
+    source = store.display(base, "meta")
+    doc = _json(read_part(store, base, "meta"), source)
+    version = doc.get("schema_version")
+    if version is None and store.exists(base, "state"):
+        state_source = store.display(base, "state")
+        try:
+            state = _json(read_part(store, base, "state"), state_source)
+            version = state.get("schema_version") or state.get("version")
+        except CheckpointCorruptError:
+            version = None
+        if version is not None and not str(version).startswith(f"{SCHEMA_MAJOR}."):
+            _check_version(version, state_source)
+    _check_version(doc.get("schema_version"), source)
+    meta: MetaDoc = _convert(doc, MetaDoc, source)
+    return meta
+
+
+def _verify(store: CheckpointStore, base: str, meta: MetaDoc, part: str, data: bytes) -> None:
+    info = meta.files.get(part)
+    source = store.display(base, part)
+    if info is None:
+        raise CheckpointCorruptError(f"{store.display(base, 'meta')} lists no hash for {source}")
+    if len(data) != info.bytes or sha256_hex(data) != info.sha256:
+        raise CheckpointCorruptError(
+            f"{source} does not match its meta.json ({len(data)} bytes, expected {info.bytes}; "
+            "sha256 differs): it is truncated, modified, or from another checkpoint — "
+            "use another checkpoint"
+        )
+
+
+def resume(
+    location: str,
+    redis_url: str | None,
+    graph: TaskGraph | None,
+    secret_key: SecretKey,
+    strict_graph: bool,
+) -> tuple[ExecutionContext, CheckpointMetadata]:
+    from graflow.core.checkpoint_state import restore_state
+    from graflow.core.context import ExecutionContext
+    from graflow.core.redis_stub import RedisRunStub
+    from graflow.storage import open_location
+
+    store, base = open_location(location)
+    meta = read_meta(store, base)
+    state_bytes = read_part(store, base, "state")
+    _verify(store, base, meta, "state", state_bytes)
+    pkl = read_part(store, base, "pkl")
+    _verify(store, base, meta, "pkl", pkl)
+    state_source = store.display(base, "state")
+    state_doc = _json(state_bytes, state_source)
+    _check_version(state_doc.get("schema_version"), state_source)
+    state: StateDoc = _convert(state_doc, StateDoc, state_source)
+    if state.checkpoint_id != meta.checkpoint_id:
+        raise CheckpointCorruptError(
+            f"{state_source} belongs to checkpoint {state.checkpoint_id!r} but "
+            f"{store.display(base, 'meta')} to {meta.checkpoint_id!r}: files of two checkpoints "
+            "are mixed — use a complete checkpoint"
+        )
+    pkl_source = store.display(base, "pkl")
+    obj = load_pickle(pkl, pkl_source, secret_key, from_redis=store.kind == "redis")
+    if isinstance(obj, ExecutionContext):
+        ctx = obj
+        if graph is not None:
+            _swap_graph(ctx, graph)
+    elif isinstance(obj, RedisRunStub):
+        ctx = obj.rebuild(redis_url, graph, secret_key, state.known_dynamic, pkl_source)
+    else:
+        raise CheckpointCorruptError(
+            f"{pkl_source} holds a {type(obj).__name__}, not a graflow run; use another checkpoint"
+        )
+    _compare_fingerprints(ctx, meta, pkl_source, strict_graph)
+    restore_state(ctx, state, pkl_source)
+    metadata = CheckpointMetadata.from_dict(
+        {k: getattr(meta, k) for k in CheckpointMetadata.__dataclass_fields__}, pkl_source
+    )
+    ctx.clear_checkpoint_request()
+    ctx.checkpoint_metadata = metadata.to_dict()
+    ctx.last_checkpoint_path = pkl_source
+    return ctx, metadata
+
+
+def _swap_graph(ctx: ExecutionContext, graph: TaskGraph) -> None:
+    """Run the given definition; carry over the tasks the run added dynamically."""
+    new = graph.copy()
+    for task_id in ctx._dynamic:
+        task = ctx.graph.task(task_id)
+        if task is not None and task_id not in new:
+            new.set_node(task_id, task)
+    ctx.graph = new
+
+
+def _compare_fingerprints(ctx: ExecutionContext, meta: MetaDoc, source: str, strict: bool) -> None:
+    from graflow.core.checkpoint_writer import static_graph
+    from graflow.core.fingerprint import graph_fingerprint
+
+    if not meta.graph_fingerprint:
+        return
+    now = graph_fingerprint(static_graph(ctx))
+    if now == meta.graph_fingerprint:
+        return
+    message = (
+        f"the workflow graph differs from the one that wrote {source} (fingerprint "
+        f"{meta.graph_fingerprint[:12]}… → {now[:12]}…); tasks, edges or code changed since"
+    )
+    if strict:
+        raise GraphChangedError(message + " — resume with the original workflow or drop strict_graph")
+    warn(GraphChangedWarning, message + "; resuming anyway", logger)
+
+
+def list_checkpoints(location: str | None) -> list[tuple[str, CheckpointMetadata]]:
+    from graflow.storage import open_directory
+
+    store = open_directory(location)
+    if store.kind == "file":
+        root = location or os.environ.get("GRAFLOW_CHECKPOINT_DIR") or "checkpoints"
+        root = root[len("file://") :] if root.startswith("file://") else root
+        if not os.path.isdir(root):
+            raise CheckpointNotFoundError(
+                f"checkpoint directory {root} does not exist; pass the directory the checkpoints "
+                "were written to (or set GRAFLOW_CHECKPOINT_DIR)"
+            )
+    found: list[tuple[str, CheckpointMetadata]] = []
+    for base in store.list_bases():
+        try:
+            meta = read_meta(store, base)
+        except CheckpointError as exc:
+            warn_skip(store.display(base, "meta"), exc)
+            continue
+        md = CheckpointMetadata.from_dict({k: getattr(meta, k) for k in CheckpointMetadata.__dataclass_fields__})
+        found.append((store.display(base, "pkl"), md))
+    found.sort(key=lambda item: item[1].created_at)
+    return found
+
+
+def warn_skip(source: str, exc: Exception) -> None:
+    import warnings
+
+    from graflow.exceptions import GraflowWarning
+
+    message = f"skipping incomplete or unreadable checkpoint {source}: {exc}"
+    logger.warning(message)
+    warnings.warn(GraflowWarning(message), stacklevel=4)
+
+
+__all__ = ["list_checkpoints", "read_meta", "resume"]

@@ -1,0 +1,119 @@
+"""What a Redis-backed checkpoint pickles: ids, settings and where the session lives.
+
+The channel data stays in Redis and the graph is stored once under its hash, so
+the ``.pkl`` stays small (well under 4 KiB) whatever the run holds, and any process
+that can reach the Redis can resume it. No password is ever pickled (§12.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graflow import keys
+from graflow.codec import Purpose, SecretKey, dumps, loads
+from graflow.exceptions import CheckpointError
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.graph import TaskGraph
+    from graflow.redisconn import ConnectionDescriptor
+
+SESSION_TTL = 604800
+
+
+@dataclass
+class RedisRunStub:
+    session_id: str
+    trace_id: str
+    start_node: str | None
+    max_steps: int
+    default_max_cycles: int
+    default_max_retries: int
+    graph_hash: str
+    graph_fingerprint: str
+    descriptor: ConnectionDescriptor
+    key_prefix: str
+    workflow_name: str = "workflow"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def connect(self, redis_url: str | None) -> tuple[Any, str]:
+        """A binary client to the session's Redis (password per §12.3) and its URL."""
+        from graflow.redisconn import client_from, password_for
+
+        url = self.descriptor.to_url(password_for(self.descriptor, redis_url))
+        return client_from(url=url), url
+
+    def rebuild(
+        self,
+        redis_url: str | None,
+        graph: TaskGraph | None,
+        secret_key: SecretKey,
+        known_dynamic: list[str],
+        location: str,
+    ) -> ExecutionContext:
+        from graflow.coordination.graph_store import GraphStore
+        from graflow.core.context import ExecutionContext
+        from graflow.redisconn import mask_url, wrap_connection_errors
+
+        client, url = self.connect(redis_url)
+        with wrap_connection_errors(url):
+            store = GraphStore(client, self.key_prefix, secret_key=secret_key)
+            if graph is None:
+                graph = store.get(self.graph_hash)
+                if graph is None:
+                    raise CheckpointError(
+                        f"graph {self.graph_hash} is no longer in Redis at {mask_url(url)} "
+                        f"(checkpoint {location}); pass graph=… / --workflow"
+                    )
+            else:
+                store.save(graph)
+            ctx = ExecutionContext(
+                graph.copy(),
+                self.start_node,
+                max_steps=self.max_steps,
+                default_max_cycles=self.default_max_cycles,
+                default_max_retries=self.default_max_retries,
+                channel_backend="redis",
+                config={**self.config, "url": url, "key_prefix": self.key_prefix},
+                session_id=self.session_id,
+                trace_id=self.trace_id,
+            )
+            ctx.workflow_name = self.workflow_name
+            ctx.graph_hash = self.graph_hash
+            load_dynamic_tasks(ctx, client, self.key_prefix, known_dynamic, secret_key)
+        return ctx
+
+
+def upload_dynamic_tasks(ctx: ExecutionContext, client: Any, prefix: str, secret_key: SecretKey) -> None:
+    """Store tasks added during the run under the session, so any process can run them."""
+    sent: set[str] = ctx.__dict__.setdefault("_uploaded_dynamic", set())
+    todo = [t for t in ctx.known_dynamic if t not in sent]
+    if not todo:
+        return
+    session = keys.SessionKeys(prefix, ctx.session_id)
+    pipe = client.pipeline(transaction=False)
+    for task_id in todo:
+        task = ctx.graph.task(task_id)
+        if task is not None:
+            pipe.set(session.dynamic_task(task_id), dumps(task, Purpose.TASK, secret_key=secret_key), ex=SESSION_TTL)
+    pipe.execute()
+    sent.update(todo)
+
+
+def load_dynamic_tasks(
+    ctx: ExecutionContext, client: Any, prefix: str, task_ids: list[str], secret_key: SecretKey
+) -> None:
+    if not task_ids:
+        return
+    session = keys.SessionKeys(prefix, ctx.session_id)
+    names = [session.dynamic_task(t) for t in task_ids]
+    for task_id, key, blob in zip(task_ids, names, client.mget(names)):
+        if blob is None:
+            continue  # reported as an unknown id if it is still needed
+        task = loads(blob, Purpose.TASK, secret_key=secret_key, source=f"Redis key {key}", from_redis=True)
+        ctx.graph.set_node(task_id, task)
+        ctx._dynamic.setdefault(task_id, None)
+
+
+__all__ = ["RedisRunStub", "load_dynamic_tasks", "upload_dynamic_tasks"]

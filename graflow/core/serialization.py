@@ -1,0 +1,8 @@
+"""Upstream's serialization module, now backed by the signed envelope (§15).
+
+Kept as a thin re-export so ``graflow.core`` and upstream user code share one codec.
+"""
+
+from graflow.codec import dump, dumps, load, loads
+
+__all__ = ["dump", "dumps", "load", "loads"]

@@ -1,0 +1,253 @@
+"""Function-backed tasks and the composition helpers (§4)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from graflow.core.executable import Executable, check_executable
+from graflow.core.group import ParallelGroup
+from graflow.core.sequential import SequentialTask, link
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.retry import RetryPolicy
+    from graflow.core.workflow import WorkflowContext
+
+_MISSING: Any = object()
+_CYCLE_SUFFIX = re.compile(r"(?:_cycle_\d+_[0-9a-f]{8})+$")
+
+
+def base_task_id(task_id: str) -> str:
+    """The base of an iteration id: trailing ``_cycle_{n}_{hex}`` segments removed (§7.5)."""
+    return _CYCLE_SUFFIX.sub("", task_id) if "_cycle_" in task_id else task_id
+
+
+class TaskWrapper(Executable):
+    """A task backed by a plain function."""
+
+    def __init__(
+        self,
+        task_id: str,
+        func: Callable[..., Any],
+        inject_context: bool = False,
+        register_to_context: bool = True,
+        handler_type: str | None = None,
+        resolve_keyword_args: bool = True,
+        max_cycles: int | None = None,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"@task does not support async functions ({getattr(func, '__qualname__', func)!r}); "
+                "write a plain function (run async code with asyncio.run inside it)"
+            )
+        self._task_id = task_id
+        self.func = func
+        self.inject_context = inject_context
+        self.register_to_context = register_to_context
+        self.handler_type = handler_type or "direct"
+        self.resolve_keyword_args = resolve_keyword_args
+        self.max_cycles = max_cycles
+        self.max_retries = max_retries
+        self.retry_policy = retry_policy
+        self.base_id = base_task_id(task_id)
+        self.result_key = f"{task_id}.__result__"
+        self._bound_kwargs: dict[str, Any] = {}
+        self._positional: tuple[Any, ...] = ()
+        self._params: tuple[tuple[str, str, str], ...] | None = None
+        for attr in ("__name__", "__doc__", "__module__", "__qualname__"):
+            if hasattr(func, attr):
+                setattr(self, attr, getattr(func, attr))
+        self.__annotations__ = dict(getattr(func, "__annotations__", {}))
+        self.__wrapped__ = func
+        if register_to_context:
+            from graflow.core.workflow import registration_target
+
+            wf = registration_target()
+            if wf is not None:
+                wf.graph.add_node(self)
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    # -- calling -------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = self._execution_context
+        if ctx is not None:
+            return self._invoke(ctx, args, kwargs)
+        if kwargs:
+            if args:
+                raise TypeError(
+                    f"{self._task_id}(...): creating a task instance takes keyword arguments only"
+                )
+            return self._new_instance(**kwargs)
+        if not args and self.inject_context:
+            return self.run()
+        return self.func(*args)
+
+    def run(self, **kwargs: Any) -> Any:
+        ctx = self._execution_context
+        if ctx is not None:
+            return self._invoke(ctx, (), kwargs)
+        from graflow.core.context import ExecutionContext
+        from graflow.core.graph import TaskGraph
+
+        temp = ExecutionContext(TaskGraph(), channel_backend="memory")
+        self._execution_context = temp
+        try:
+            return self._invoke(temp, (), kwargs)
+        finally:
+            self._execution_context = None
+
+    def _invoke(self, ctx: ExecutionContext, args: tuple[Any, ...], call_kwargs: dict[str, Any]) -> Any:
+        positional = self._positional + args if args else self._positional
+        kwargs: dict[str, Any]
+        if self.resolve_keyword_args:
+            params = self._params if self._params is not None else self._analyse()
+            kwargs = {}
+            if params:
+                get = ctx.channel.get
+                skip = len(positional)
+                for name, result_key, _ in params[skip:] if skip else params:
+                    value = get(result_key, _MISSING)
+                    if value is _MISSING:
+                        value = get(name, _MISSING)
+                    if value is not _MISSING:
+                        kwargs[name] = value
+            if self._bound_kwargs:
+                kwargs.update(self._bound_kwargs)
+            if call_kwargs:
+                kwargs.update(call_kwargs)
+        else:
+            kwargs = {**self._bound_kwargs, **call_kwargs} if self._bound_kwargs else call_kwargs
+        if self.inject_context:
+            tc = ctx.current_task_context
+            if tc is None or tc.task_id != self._task_id:
+                tc = ctx.create_task_context(self._task_id)
+            return self.func(tc, *positional, **kwargs)
+        return self.func(*positional, **kwargs)
+
+    def _analyse(self) -> tuple[tuple[str, str, str], ...]:
+        """Resolvable parameters in order: (name, "name.__result__", kind)."""
+        params = list(inspect.signature(self.func).parameters.values())
+        if self.inject_context and params and params[0].kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            params = params[1:]  # the injected context is never resolved
+        out = [
+            (p.name, f"{p.name}.__result__", p.kind.name)
+            for p in params
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+        self._params = tuple(out)
+        return self._params
+
+    # -- instances and iterations ----------------------------------------------------
+    def _new_instance(self, task_id: str | None = None, **bound: Any) -> TaskWrapper:
+        new_id = task_id or f"{getattr(self.func, '__name__', 'task')}_{uuid.uuid4().hex[:8]}"
+        clone = TaskWrapper(
+            new_id,
+            self.func,
+            inject_context=self.inject_context,
+            register_to_context=self.register_to_context,
+            handler_type=self.handler_type,
+            resolve_keyword_args=self.resolve_keyword_args,
+            max_cycles=self.max_cycles,
+            max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
+        )
+        clone._bound_kwargs = {**self._bound_kwargs, **bound}
+        return clone
+
+    def derive(self, task_id: str, positional: tuple[Any, ...] = ()) -> TaskWrapper:
+        """A copy under another id (iterations), sharing function and settings."""
+        clone = copy.copy(self)
+        clone._task_id = task_id
+        clone.base_id = base_task_id(task_id)
+        clone.result_key = f"{task_id}.__result__"
+        clone._positional = positional
+        clone._execution_context = None
+        return clone
+
+    @property
+    def bound_kwargs(self) -> dict[str, Any]:
+        return dict(self._bound_kwargs)
+
+    def _register(self, wf: WorkflowContext) -> None:
+        wf.graph.add_node(self, skip_if_exists=True)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._params = None
+
+    def __repr__(self) -> str:
+        return f"TaskWrapper({self._task_id!r})"
+
+
+class Task(Executable):
+    """A no-op node (placeholder, join point)."""
+
+    def __init__(self, task_id: str, register_to_context: bool = True) -> None:
+        self._task_id = task_id
+        if register_to_context:
+            from graflow.core.workflow import registration_target
+
+            wf = registration_target()
+            if wf is not None:
+                wf.graph.add_node(self)
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    def run(self) -> Any:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Task({self._task_id!r})"
+
+
+def chain(*tasks: Executable) -> SequentialTask:
+    """Fold ``>>`` over the tasks."""
+    if not tasks:
+        raise ValueError("chain() needs at least one task")
+    first = check_executable(tasks[0], "chain")
+    if len(tasks) == 1:
+        from graflow.core.workflow import operator_workflow
+
+        first._register(operator_workflow())
+        return first if isinstance(first, SequentialTask) else SequentialTask([first])
+    result = link(first, tasks[1])
+    for t in tasks[2:]:
+        result = link(result, t)
+    return result
+
+
+def parallel(*tasks: Executable) -> ParallelGroup:
+    """Fold ``|`` over the tasks."""
+    if len(tasks) < 2:
+        raise ValueError(f"parallel() needs at least 2 tasks, got {len(tasks)}")
+    result = tasks[0] | tasks[1]
+    for t in tasks[2:]:
+        result = result | t
+    return result
+
+
+__all__ = [
+    "Executable",
+    "ParallelGroup",
+    "SequentialTask",
+    "Task",
+    "TaskWrapper",
+    "base_task_id",
+    "chain",
+    "parallel",
+]

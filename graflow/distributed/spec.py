@@ -1,0 +1,47 @@
+"""The wire ``TaskSpec`` (§16.2): one activation, msgspec-JSON encoded, the payload of one rq job."""
+
+from __future__ import annotations
+
+import msgspec
+
+WIRE_VERSION = 1
+
+
+class TaskSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Names the session, task, graph and attempt of one activation; holds no code."""
+
+    v: int = WIRE_VERSION
+    session_id: str
+    task_id: str
+    graph_hash: str
+    trace_id: str = ""
+    spec_id: str
+    attempt: int = 1
+    retry_count: int = 0
+    redeliveries: int = 0
+    enqueued_at: float = 0.0
+    not_before: float = 0.0
+    parent_task_id: str | None = None
+    group_id: str | None = None
+    group_run: str | None = None
+    branch_id: str | None = None
+    dynamic: bool = False
+    resuming: bool = False
+    driver: str = "pool"
+    queue: str = "graflow"
+    key_prefix: str = "graflow"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(spec: TaskSpec) -> bytes:
+    return _encoder.encode(spec)
+
+
+def decode(data: bytes | str) -> TaskSpec:
+    """Decode a wire spec; unknown fields are ignored, bad input raises ``msgspec.DecodeError``."""
+    return msgspec.json.decode(data, type=TaskSpec)
+
+
+__all__ = ["WIRE_VERSION", "TaskSpec", "decode", "encode"]

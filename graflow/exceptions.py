@@ -1,0 +1,292 @@
+"""Every public exception and warning of graflow (api-contract §14).
+
+Messages name the object at fault (file, key, task id, or URL with the password
+masked) and the fix. Where upstream Graflow raised a builtin, the class here also
+subclasses that builtin so upstream ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import warnings
+from typing import Any
+
+__all__ = [
+    "ChannelError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointSignatureError",
+    "CheckpointVersionError",
+    "ConfigError",
+    "CycleLimitExceededError",
+    "DuplicateTaskError",
+    "GraflowError",
+    "GraflowRuntimeError",
+    "GraflowWarning",
+    "GraflowWorkflowCanceledError",
+    "GraphChangedError",
+    "GraphChangedWarning",
+    "GraphCompilationError",
+    "MaxStepsExceeded",
+    "ParallelGroupError",
+    "PayloadError",
+    "PayloadSignatureError",
+    "RedisUnavailableError",
+    "RetryLimitExceededError",
+    "SerializationError",
+    "SessionNotFoundError",
+    "TaskError",
+    "UnsignedPayloadWarning",
+    "UnsupportedCheckpointLocationError",
+    "WorkerLostError",
+    "WorkflowFailedError",
+    "as_runtime_error",
+    "warn",
+]
+
+
+class GraflowError(Exception):
+    """Root of graflow's errors; ``str()`` appends the cause."""
+
+    def __init__(self, message: str = "", cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
+
+    def __str__(self) -> str:
+        if self.cause is not None:
+            return f"{self.message} (caused by {type(self.cause).__name__}: {self.cause})"
+        return self.message
+
+    def __reduce__(self) -> Any:
+        # Exceptions with keyword-only state must survive pickling (results,
+        # checkpoints and the wire all carry them).
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[GraflowError], state: dict[str, Any]) -> GraflowError:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, state.get("message", ""))
+    obj.__dict__.update(state)
+    return obj
+
+
+class GraflowRuntimeError(GraflowError):
+    """A run failed."""
+
+    def __init__(
+        self, message: str = "", cause: BaseException | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message, cause)
+        self.task_id = task_id
+
+
+class TaskError(GraflowRuntimeError):
+    """Kept for upstream compatibility."""
+
+
+class CycleLimitExceededError(GraflowRuntimeError):
+    def __init__(self, task_id: str, cycle_count: int, max_cycles: int) -> None:
+        super().__init__(
+            f"task {task_id!r} reached its cycle limit ({cycle_count}/{max_cycles}); "
+            "raise max_cycles on the task or stop iterating earlier",
+            task_id=task_id,
+        )
+        self.cycle_count = cycle_count
+        self.max_cycles = max_cycles
+
+
+class RetryLimitExceededError(GraflowRuntimeError):
+    def __init__(
+        self, task_id: str, retry_count: int, max_retries: int, last_error: BaseException | None
+    ) -> None:
+        super().__init__(
+            f"task {task_id!r} failed after {retry_count} attempts "
+            f"(max_retries={max_retries}): {last_error!r}",
+            cause=last_error,
+            task_id=task_id,
+        )
+        self.retry_count = retry_count
+        self.max_retries = max_retries
+        self.last_error = last_error
+
+
+class ParallelGroupError(GraflowRuntimeError):
+    def __init__(
+        self,
+        message: str,
+        group_id: str | None = None,
+        failed_tasks: list[tuple[str, str]] | None = None,
+        successful_tasks: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, task_id=group_id)
+        self.group_id = group_id
+        self.failed_tasks = list(failed_tasks or [])
+        self.successful_tasks = list(successful_tasks or [])
+
+
+class GraflowWorkflowCanceledError(GraflowRuntimeError):
+    def __init__(self, message: str = "workflow canceled", task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+
+
+class WorkflowFailedError(GraflowRuntimeError):
+    """``WorkflowRun.wait()`` on a failed run; ``cause`` is the task's error when loadable."""
+
+    def __init__(
+        self,
+        message: str,
+        task_id: str | None = None,
+        error_type: str | None = None,
+        remote_traceback: str | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause, task_id=task_id)
+        self.error_type = error_type
+        self.remote_traceback = remote_traceback
+
+
+class WorkerLostError(GraflowRuntimeError):
+    def __init__(self, task_id: str, attempts: int, last_worker: str | None = None) -> None:
+        super().__init__(
+            f"task {task_id!r} was lost with its worker {attempts} times "
+            f"(last worker: {last_worker or 'unknown'}); it may crash the worker process "
+            "(poison task) — fix the task or raise --max-redeliveries",
+            task_id=task_id,
+        )
+        self.attempts = attempts
+        self.last_worker = last_worker
+
+
+class GraphCompilationError(GraflowError):
+    """The graph cannot be run as given (no start node, several, unknown id)."""
+
+
+class DuplicateTaskError(GraflowError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task id {task_id!r} is already in this workflow's graph; "
+            "give the task another id (@task('other_id') or task_id=...)"
+        )
+        self.task_id = task_id
+
+
+class ConfigError(GraflowError, ValueError):
+    """Bad configuration: unknown handler, backend or channel type; a short key."""
+
+
+class SerializationError(GraflowError):
+    """A task or graph that cannot be pickled."""
+
+
+class PayloadError(SerializationError, pickle.UnpicklingError):
+    """A corrupt or foreign payload envelope."""
+
+
+class PayloadSignatureError(PayloadError):
+    """An unsigned, tampered or wrongly keyed payload."""
+
+
+class ChannelError(GraflowError):
+    """Channel misuse."""
+
+
+class RedisUnavailableError(ChannelError, ConnectionError):
+    def __init__(self, url: str, cause: BaseException | None = None, detail: str = "") -> None:
+        what = detail or "cannot reach Redis"
+        super().__init__(
+            f"{what} at {url}; start Redis there or point GRAFLOW_REDIS_URL/--url at a "
+            "running server (check host, port, password and TLS)",
+            cause,
+        )
+        self.url = url
+
+
+class SessionNotFoundError(GraflowError, KeyError):
+    def __init__(self, session_id: str, where: str = "") -> None:
+        at = f" in {where}" if where else ""
+        super().__init__(
+            f"no graflow session {session_id!r}{at}; check the session id, the Redis URL "
+            "and the key prefix (finished sessions expire after GRAFLOW_SESSION_TTL)"
+        )
+        self.session_id = session_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return GraflowError.__str__(self)
+
+
+class CheckpointError(GraflowError):
+    """Any checkpoint problem."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    def __str__(self) -> str:
+        return GraflowError.__str__(self)
+
+
+class CheckpointCorruptError(CheckpointError, json.JSONDecodeError, pickle.UnpicklingError):
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        GraflowError.__init__(self, message, cause)
+        # json.JSONDecodeError attributes, so code catching it can read them.
+        self.msg = message
+        self.doc = ""
+        self.pos = 0
+        self.lineno = 0
+        self.colno = 0
+
+    def __str__(self) -> str:
+        return GraflowError.__str__(self)
+
+
+class CheckpointVersionError(CheckpointError):
+    """A ``schema_version`` this release cannot read."""
+
+
+class GraphChangedError(CheckpointError):
+    """The graph to run differs from the checkpoint's (``strict_graph=True``)."""
+
+
+class CheckpointSignatureError(CheckpointError, PayloadSignatureError):
+    def __str__(self) -> str:
+        return GraflowError.__str__(self)
+
+
+class UnsupportedCheckpointLocationError(CheckpointError, NotImplementedError):
+    def __str__(self) -> str:
+        return GraflowError.__str__(self)
+
+
+class GraflowWarning(UserWarning):
+    """Base of graflow's warnings."""
+
+
+class MaxStepsExceeded(GraflowWarning):
+    """A run stopped at ``max_steps`` with work left (§7.8)."""
+
+
+class GraphChangedWarning(GraflowWarning):
+    """A resumed checkpoint's graph fingerprint differs (§13.5)."""
+
+
+class UnsignedPayloadWarning(GraflowWarning):
+    """A pickle was loaded from Redis without a signing key (§15)."""
+
+
+def warn(
+    category: type[GraflowWarning], message: str, logger: logging.Logger, stacklevel: int = 3
+) -> None:
+    """Issue a graflow warning and log it: warnings alone are easy to filter away."""
+    logger.warning(message)
+    warnings.warn(category(message), stacklevel=stacklevel)
+
+
+def as_runtime_error(exc: BaseException) -> GraflowRuntimeError:
+    """Wrap any exception as a ``GraflowRuntimeError`` (returned unchanged if it is one)."""
+    if isinstance(exc, GraflowRuntimeError):
+        return exc
+    return GraflowRuntimeError(f"An error occurred: {exc}", cause=exc)

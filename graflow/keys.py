@@ -1,0 +1,110 @@
+"""Every Redis key name graflow uses, in one place (§16.3).
+
+``P`` is the key prefix (default ``graflow``), ``S`` a session id. All keys of one
+session carry the hash tag ``{S}`` so that a session's atomic step stays on one
+shard of a Redis Cluster; only content-addressed graph blobs are shared.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "graflow"
+
+
+def graph(prefix: str, graph_hash: str) -> str:
+    """A content-addressed graph envelope (shared by every run of that definition)."""
+    return f"{prefix}:graph:{graph_hash}"
+
+
+def channel_prefix(prefix: str, name: str) -> str:
+    """Channel data of run ``name``: ``{prefix}:channel:{name}:{key}`` (upstream's layout), with
+    the name in braces as a hash tag, so a result written by a completion shares the
+    session's cluster slot and both go in one atomic step."""
+    return f"{prefix}:channel:{{{name}}}:"
+
+
+def channel_lock(prefix: str, name: str, key: str) -> str:
+    return f"{prefix}:lock:{{{name}}}:{key}"
+
+
+class SessionKeys:
+    """The keys of one run (session) under prefix ``P``."""
+
+    __slots__ = ("prefix", "root", "session_id")
+
+    def __init__(self, prefix: str, session_id: str) -> None:
+        self.prefix = prefix
+        self.session_id = session_id
+        self.root = f"{prefix}:session:{{{session_id}}}"
+
+    @property
+    def meta(self) -> str:
+        """Hash: state, stop_reason, steps, max_steps, graph_hash, queue, timestamps, error…"""
+        return self.root
+
+    def part(self, name: str) -> str:
+        return f"{self.root}:{name}"
+
+    @property
+    def pending(self) -> str:
+        return self.part("pending")
+
+    @property
+    def running(self) -> str:
+        return self.part("running")
+
+    @property
+    def done(self) -> str:
+        return self.part("done")
+
+    @property
+    def completed(self) -> str:
+        return self.part("completed")
+
+    @property
+    def cycles(self) -> str:
+        return self.part("cycles")
+
+    @property
+    def retries(self) -> str:
+        return self.part("retries")
+
+    @property
+    def joins(self) -> str:
+        return self.part("joins")
+
+    @property
+    def known(self) -> str:
+        return self.part("known")
+
+    def dynamic_task(self, task_id: str) -> str:
+        return self.part(f"dyn:{task_id}")
+
+    def group(self, group_run: str) -> str:
+        return self.part(f"group:{group_run}")
+
+    @property
+    def log(self) -> str:
+        return self.part("log")
+
+    @property
+    def events(self) -> str:
+        return self.part("events")
+
+    def pattern(self) -> str:
+        """A SCAN pattern for every key of this session except channel data and locks."""
+        return f"{self.root}*"
+
+
+def session_channel_pattern(prefix: str, session_id: str) -> list[str]:
+    """SCAN patterns for a session's channel data and locks."""
+    return [f"{prefix}:channel:{{{session_id}}}:*", f"{prefix}:lock:{{{session_id}}}:*"]
+
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SessionKeys",
+    "channel_lock",
+    "channel_prefix",
+    "graph",
+    "session_channel_pattern",
+]

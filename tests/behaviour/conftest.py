@@ -1,0 +1,115 @@
+"""Behaviour tests: one workflow, run by every driver (design.md, "One scheduler, two drivers").
+
+The ``driver`` fixture is parametrized over the drivers that exist. Today that is only
+``"local"`` (the in-process ``WorkflowEngine``); a later issue adds ``"pool"``, which runs
+the same workflow on rq worker subprocesses. A test that takes ``driver`` must therefore:
+
+* record what ran through the run's channel (``ctx.get_channel().append(...)``), never
+  through Python globals, lists or closures (on workers tasks run in other processes);
+* read results only from the returned :class:`Outcome`;
+* define custom policies and handlers at module level (they travel with the graph).
+
+Everything that can only be observed in-process (thread identity, ``ctx.queue``,
+warning objects, log records, object identity) lives in tests that do not take ``driver``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pytest
+
+
+@dataclass
+class Outcome:
+    """What a driver reports about one run."""
+
+    result: Any
+    completed_tasks: list[str]
+    steps: int
+    stop_reason: str | None
+    max_steps_reached: bool
+    channel: Any  # anything with .get(key, default=None)
+    error: BaseException | None = None
+    session_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Driver(Protocol):
+    name: str
+
+    def run(
+        self,
+        wf: Any,
+        start_node: str | None = None,
+        *,
+        initial_channel: dict[str, Any] | None = None,
+        max_steps: int = 10000,
+    ) -> Outcome: ...
+
+
+class LocalDriver:
+    """The in-process engine.
+
+    It does what ``WorkflowContext.execute`` does (§6: a fresh ``ExecutionContext``, each
+    ``initial_channel`` item written with ``channel.set``, a fresh ``WorkflowEngine``), but
+    builds the context itself so that ``completed_tasks``, ``steps`` and the channel are
+    available when the run raises. ``start_node=None`` relies on ``ExecutionContext.create``
+    queueing the single start candidate (§8.1); ``wf.execute()`` itself is exercised by
+    dedicated tests.
+    """
+
+    name = "local"
+
+    def run(
+        self,
+        wf: Any,
+        start_node: str | None = None,
+        *,
+        initial_channel: dict[str, Any] | None = None,
+        max_steps: int = 10000,
+    ) -> Outcome:
+        from graflow.core.context import ExecutionContext
+        from graflow.core.engine import WorkflowEngine
+
+        ctx = ExecutionContext.create(wf.graph, start_node, max_steps=max_steps)
+        for key, value in (initial_channel or {}).items():
+            ctx.channel.set(key, value)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = WorkflowEngine().execute(ctx)
+        except Exception as exc:
+            error = exc
+        return Outcome(
+            result=result,
+            completed_tasks=list(ctx.completed_tasks),
+            steps=ctx.steps,
+            stop_reason=ctx.stop_reason,
+            max_steps_reached=bool(ctx.max_steps_reached),
+            channel=ctx.channel,
+            error=error,
+            session_id=ctx.session_id,
+        )
+
+
+DRIVERS: dict[str, type] = {"local": LocalDriver}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def driver(request: pytest.FixtureRequest) -> Driver:
+    """Runs a workflow with one of the drivers; see the module docstring for the rules."""
+    return DRIVERS[request.param]()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _no_current_workflow() -> Iterator[None]:
+    """Operators outside a ``with workflow()`` block create and set an anonymous workflow
+    (§4); make sure no test sees another test's current workflow."""
+    from graflow.core.workflow import clear_workflow_context
+
+    clear_workflow_context()
+    yield
+    clear_workflow_context()
