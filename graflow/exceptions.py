@@ -231,7 +231,13 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class CheckpointCorruptError(CheckpointError, json.JSONDecodeError, pickle.UnpicklingError):
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        GraflowError.__init__(self, message, cause)
+        # Not GraflowError.__init__: its super().__init__(message) would reach
+        # json.JSONDecodeError.__init__, which needs (msg, doc, pos).
+        Exception.__init__(self, message)
+        self.message = message
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
         # json.JSONDecodeError attributes, so code catching it can read them.
         self.msg = message
         self.doc = ""

@@ -83,12 +83,34 @@ class SessionKeys:
         return self.part(f"group:{group_run}")
 
     @property
+    def cycled(self) -> str:
+        """Hash of activations whose cycle was counted (a redelivery must not count again)."""
+        return self.part("cycled")
+
+    @property
+    def groups(self) -> str:
+        """Set of this session's group runs (so their keys get the session TTL)."""
+        return self.part("groups")
+
+    @property
+    def handover(self) -> str:
+        """Hash: spec id -> the activations its commit made ready (re-driven by a retry)."""
+        return self.part("handover")
+
+    @property
     def log(self) -> str:
         return self.part("log")
 
     @property
     def events(self) -> str:
         return self.part("events")
+
+    def fixed(self) -> list[str]:
+        """Every fixed-name key of the session (dynamic-task and group keys come from sets)."""
+        return [
+            self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
+            self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
+        ]  # fmt: skip
 
     def pattern(self) -> str:
         """A SCAN pattern for every key of this session except channel data and locks."""

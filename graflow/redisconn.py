@@ -31,6 +31,7 @@ __all__ = [
     "mask_url",
     "parse_redis_url",
     "password_for",
+    "with_default_password",
     "wrap_connection_errors",
 ]
 
@@ -320,3 +321,14 @@ def wrap_connection_errors(url: str) -> Iterator[None]:
         if unavailable:
             raise RedisUnavailableError(mask_url(url), exc, detail=detail) from exc
         raise
+
+
+def with_default_password(url: str) -> str:
+    """``url`` with ``REDIS_PASSWORD`` filled in when it names no password itself (§16.7)."""
+    password = os.environ.get("REDIS_PASSWORD")
+    if not password or not url.startswith(("redis://", "rediss://")):
+        return url
+    descriptor, existing = parse_redis_url(url)
+    if existing:
+        return url
+    return descriptor.to_url(password)

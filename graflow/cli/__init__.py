@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from graflow.cli.common import EXIT_USAGE, CliError, exit_code_for, fail
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional(name: str) -> object | None:
+def _optional(name: str) -> Any:
     import importlib
 
     try:

@@ -139,3 +139,15 @@ __all__ = [
     "load_target",
     "print_result",
 ]
+
+
+def redis_url(arg: str | None) -> str:
+    """``--url``, else GRAFLOW_REDIS_URL, else REDIS_URL, else the local default (§18)."""
+    from graflow.redisconn import with_default_password
+
+    url = arg or os.environ.get("GRAFLOW_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
+    return with_default_password(url)
+
+
+def key_prefix(arg: str | None) -> str:
+    return arg or os.environ.get("GRAFLOW_KEY_PREFIX") or "graflow"

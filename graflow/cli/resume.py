@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from graflow.cli.common import EXIT_OK, load_graph, print_result
+from graflow.cli.common import EXIT_OK, CliError, load_graph, print_result
 
 
 def register(sub: Any) -> None:
@@ -33,6 +33,15 @@ def run(args: argparse.Namespace) -> int:
         )
         print_result(WorkflowEngine().execute(ctx))
         return EXIT_OK
-    from graflow.cli.pool_resume import resume_on_pool
+    import importlib
 
-    return resume_on_pool(args, graph)
+    try:
+        pool_resume = importlib.import_module("graflow.cli.pool_resume")
+    except ModuleNotFoundError as exc:
+        if exc.name != "graflow.cli.pool_resume":
+            raise
+        raise CliError(
+            f"resuming {args.checkpoint} on the worker pool is not available in this build — "
+            "add --local to finish the run in this process"
+        ) from None
+    return int(pool_resume.resume_on_pool(args, graph))

@@ -103,7 +103,7 @@ def run_group(
     if backend is CoordinationBackend.REDIS:
         from graflow.coordination.redis_coordinator import run_branches_on_pool
 
-        results = run_branches_on_pool(ctx, group, spec)
+        results = run_branches_on_pool(ctx, group, spec, run)
     elif backend is CoordinationBackend.DIRECT or len(members) < 2:
         results = {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
     else:

@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import logging
 import platform
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,9 +38,23 @@ logger = logging.getLogger("graflow.checkpoint")
 _REQUIRED = ("checkpoint_id", "session_id", "created_at", "steps")
 
 
+_last_stamp: _dt.datetime | None = None
+_stamp_lock = threading.Lock()
+
+
 def utc_now_iso() -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-05-01T12:00:00.123Z``."""
-    now = _dt.datetime.now(_dt.timezone.utc)
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-05-01T12:00:00.123Z``.
+
+    Strictly increasing within a process (bumped by 1 ms on a tie), so checkpoints
+    written in quick succession still list in the order they were made.
+    """
+    global _last_stamp
+    with _stamp_lock:
+        current = _dt.datetime.now(_dt.timezone.utc)
+        now = current.replace(microsecond=current.microsecond // 1000 * 1000)
+        if _last_stamp is not None and now <= _last_stamp:
+            now = _last_stamp + _dt.timedelta(milliseconds=1)
+        _last_stamp = now
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -102,17 +117,24 @@ class CheckpointMetadata:
                 f"{source} lacks required field(s) {missing}; the file is corrupt or not a "
                 "graflow checkpoint — use another checkpoint"
             )
-        return cls(
-            checkpoint_id=str(data["checkpoint_id"]),
-            session_id=str(data["session_id"]),
-            created_at=str(data["created_at"]),
-            steps=int(data["steps"]),
-            start_node=data.get("start_node"),
-            backend=dict(data.get("backend") or {}),
-            graph_hash=data.get("graph_hash"),
-            user_metadata=dict(data.get("user_metadata") or {}),
-            graph_fingerprint=data.get("graph_fingerprint"),
-        )
+        try:
+            return cls(
+                checkpoint_id=str(data["checkpoint_id"]),
+                session_id=str(data["session_id"]),
+                created_at=str(data["created_at"]),
+                steps=int(data["steps"]),
+                start_node=data.get("start_node"),
+                backend=dict(data.get("backend") or {}),
+                graph_hash=data.get("graph_hash"),
+                user_metadata=dict(data.get("user_metadata") or {}),
+                graph_fingerprint=data.get("graph_fingerprint"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise CheckpointCorruptError(
+                f"{source} has a field of the wrong type ({exc}); the file is corrupt or not a "
+                "graflow checkpoint — use another checkpoint",
+                exc,
+            ) from exc
 
 
 class CheckpointManager:
@@ -175,9 +197,8 @@ def load_pickle(
     try:
         return loads(blob, Purpose.CHECKPOINT, secret_key=secret_key, source=source, from_redis=from_redis)
     except PayloadSignatureError as exc:
-        raise CheckpointSignatureError(
-            f"{source}: {exc.message}", exc.cause
-        ) from exc
+        message = exc.message if source in exc.message else f"{source}: {exc.message}"
+        raise CheckpointSignatureError(message, exc.cause) from exc
     except PayloadError as exc:
         raise CheckpointCorruptError(
             f"{source} cannot be loaded: {exc.message} — the file is corrupt or was written "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graflow.codec import SecretKey
@@ -110,6 +112,45 @@ def _verify(store: CheckpointStore, base: str, meta: MetaDoc, part: str, data: b
         )
 
 
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint that passed §13.5 steps 1–4: its documents and its unpickled ``.pkl``."""
+
+    store: CheckpointStore
+    base: str
+    source: str  # the displayed location of the .pkl
+    meta: MetaDoc
+    state: StateDoc
+    payload: Any  # an ExecutionContext (memory channel) or a RedisRunStub
+
+
+def read_checkpoint(location: str, secret_key: SecretKey = None) -> LoadedCheckpoint:
+    """Resolve, parse and verify a checkpoint, then unpickle its ``.pkl`` (§13.5 steps 1–4)."""
+    from graflow.storage import open_location
+
+    store, base = open_location(location)
+    # Step 2: parse meta.json, then state.json, then check the hashes.
+    meta = read_meta(store, base)
+    state_source = store.display(base, "state")
+    state_bytes = read_part(store, base, "state")
+    pkl = read_part(store, base, "pkl")
+    state_doc = _json(state_bytes, state_source)
+    other = state_doc.get("checkpoint_id")
+    if other is not None and other != meta.checkpoint_id:
+        raise CheckpointCorruptError(
+            f"{state_source} belongs to checkpoint {other!r} but "
+            f"{store.display(base, 'meta')} to {meta.checkpoint_id!r}: files of two checkpoints "
+            "are mixed — copy the three artefacts of one checkpoint together"
+        )
+    _verify(store, base, meta, "state", state_bytes)
+    _verify(store, base, meta, "pkl", pkl)
+    _check_version(state_doc.get("schema_version"), state_source)  # step 3
+    state: StateDoc = _convert(state_doc, StateDoc, state_source)
+    source = store.display(base, "pkl")
+    payload = load_pickle(pkl, source, secret_key, from_redis=store.kind == "redis")  # step 4
+    return LoadedCheckpoint(store, base, source, meta, state, payload)
+
+
 def resume(
     location: str,
     redis_url: str | None,
@@ -120,44 +161,27 @@ def resume(
     from graflow.core.checkpoint_state import restore_state
     from graflow.core.context import ExecutionContext
     from graflow.core.redis_stub import RedisRunStub
-    from graflow.storage import open_location
 
-    store, base = open_location(location)
-    meta = read_meta(store, base)
-    state_bytes = read_part(store, base, "state")
-    _verify(store, base, meta, "state", state_bytes)
-    pkl = read_part(store, base, "pkl")
-    _verify(store, base, meta, "pkl", pkl)
-    state_source = store.display(base, "state")
-    state_doc = _json(state_bytes, state_source)
-    _check_version(state_doc.get("schema_version"), state_source)
-    state: StateDoc = _convert(state_doc, StateDoc, state_source)
-    if state.checkpoint_id != meta.checkpoint_id:
-        raise CheckpointCorruptError(
-            f"{state_source} belongs to checkpoint {state.checkpoint_id!r} but "
-            f"{store.display(base, 'meta')} to {meta.checkpoint_id!r}: files of two checkpoints "
-            "are mixed — use a complete checkpoint"
-        )
-    pkl_source = store.display(base, "pkl")
-    obj = load_pickle(pkl, pkl_source, secret_key, from_redis=store.kind == "redis")
-    if isinstance(obj, ExecutionContext):
+    loaded = read_checkpoint(location, secret_key)
+    obj, source, meta = loaded.payload, loaded.source, loaded.meta
+    if isinstance(obj, ExecutionContext):  # step 5
         ctx = obj
         if graph is not None:
             _swap_graph(ctx, graph)
     elif isinstance(obj, RedisRunStub):
-        ctx = obj.rebuild(redis_url, graph, secret_key, state.known_dynamic, pkl_source)
+        ctx = obj.rebuild(redis_url, graph, secret_key, loaded.state.known_dynamic, source)
     else:
         raise CheckpointCorruptError(
-            f"{pkl_source} holds a {type(obj).__name__}, not a graflow run; use another checkpoint"
+            f"{source} holds a {type(obj).__name__}, not a graflow run; use another checkpoint"
         )
-    _compare_fingerprints(ctx, meta, pkl_source, strict_graph)
-    restore_state(ctx, state, pkl_source)
+    compare_fingerprints(ctx.graph, ctx.known_dynamic, meta.graph_fingerprint, source, strict_graph)
+    restore_state(ctx, loaded.state, loaded.store.display(loaded.base, "state"))  # steps 6–7
     metadata = CheckpointMetadata.from_dict(
-        {k: getattr(meta, k) for k in CheckpointMetadata.__dataclass_fields__}, pkl_source
+        {k: getattr(meta, k) for k in CheckpointMetadata.__dataclass_fields__}, source
     )
-    ctx.clear_checkpoint_request()
+    ctx.clear_checkpoint_request()  # step 8
     ctx.checkpoint_metadata = metadata.to_dict()
-    ctx.last_checkpoint_path = pkl_source
+    ctx.last_checkpoint_path = source
     return ctx, metadata
 
 
@@ -171,18 +195,26 @@ def _swap_graph(ctx: ExecutionContext, graph: TaskGraph) -> None:
     ctx.graph = new
 
 
-def _compare_fingerprints(ctx: ExecutionContext, meta: MetaDoc, source: str, strict: bool) -> None:
-    from graflow.core.checkpoint_writer import static_graph
+def compare_fingerprints(
+    graph: TaskGraph,
+    dynamic: Iterable[str],
+    recorded: str | None,
+    source: str,
+    strict: bool,
+) -> None:
+    """§13.5 step 6: compare the fingerprint of ``graph`` without the ``dynamic`` tasks
+    to the ``recorded`` one: ``GraphChangedWarning``, or ``GraphChangedError`` if strict."""
+    from graflow.core.checkpoint_writer import without_tasks
     from graflow.core.fingerprint import graph_fingerprint
 
-    if not meta.graph_fingerprint:
+    if not recorded:
         return
-    now = graph_fingerprint(static_graph(ctx))
-    if now == meta.graph_fingerprint:
+    now = graph_fingerprint(without_tasks(graph, dynamic))
+    if now == recorded:
         return
     message = (
         f"the workflow graph differs from the one that wrote {source} (fingerprint "
-        f"{meta.graph_fingerprint[:12]}… → {now[:12]}…); tasks, edges or code changed since"
+        f"{recorded[:12]}… → {now[:12]}…); tasks, edges or code changed since"
     )
     if strict:
         raise GraphChangedError(message + " — resume with the original workflow or drop strict_graph")
@@ -202,11 +234,17 @@ def list_checkpoints(location: str | None) -> list[tuple[str, CheckpointMetadata
                 "were written to (or set GRAFLOW_CHECKPOINT_DIR)"
             )
     found: list[tuple[str, CheckpointMetadata]] = []
+    for base in store.list_torn():
+        warn_skip(store.display(base, "meta"), store.read_error(base, "meta"))
     for base in store.list_bases():
         try:
             meta = read_meta(store, base)
         except CheckpointError as exc:
             warn_skip(store.display(base, "meta"), exc)
+            continue
+        missing = [p for p in ("pkl", "state") if not store.exists(base, p)]
+        if missing:
+            warn_skip(store.display(base, "meta"), store.read_error(base, missing[0]))
             continue
         md = CheckpointMetadata.from_dict({k: getattr(meta, k) for k in CheckpointMetadata.__dataclass_fields__})
         found.append((store.display(base, "pkl"), md))
@@ -224,4 +262,11 @@ def warn_skip(source: str, exc: Exception) -> None:
     warnings.warn(GraflowWarning(message), stacklevel=4)
 
 
-__all__ = ["list_checkpoints", "read_meta", "resume"]
+__all__ = [
+    "LoadedCheckpoint",
+    "compare_fingerprints",
+    "list_checkpoints",
+    "read_checkpoint",
+    "read_meta",
+    "resume",
+]

@@ -69,7 +69,7 @@ def restore_state(ctx: ExecutionContext, doc: StateDoc, location: str) -> None:
     unknown = sorted({t for t in wanted if ctx.get_task(t) is None})
     if unknown:
         raise CheckpointError(
-            f"checkpoint {location} names tasks that are neither in the graph nor known dynamic "
+            f"{location} names tasks to run that are neither in the graph nor known dynamic "
             f"tasks: {unknown}; resume with the workflow that wrote it (graph=... / --workflow)"
         )
     state = ctx.state

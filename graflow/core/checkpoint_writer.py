@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
+import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from graflow.codec import SecretKey
@@ -17,19 +20,52 @@ from graflow.core.checkpoint_state import build_state_doc
 from graflow.exceptions import CheckpointError
 
 if TYPE_CHECKING:
+    from graflow.core.checkpoint_schema import StateDoc
     from graflow.core.context import ExecutionContext
     from graflow.core.graph import TaskGraph
+    from graflow.storage import CheckpointStore
 
 
 def static_graph(ctx: ExecutionContext) -> TaskGraph:
     """The graph as defined, without the tasks this run added."""
-    if not ctx._dynamic:
-        return ctx.graph
-    graph = ctx.graph.copy()
-    for task_id in ctx._dynamic:
-        if task_id in graph:
-            graph.remove_node(task_id)
+    return without_tasks(ctx.graph, ctx._dynamic)
+
+
+def without_tasks(graph: TaskGraph, task_ids: Iterable[str]) -> TaskGraph:
+    """``graph`` itself, or a copy without those of ``task_ids`` that are nodes of it."""
+    drop = [t for t in task_ids if t in graph]
+    if not drop:
+        return graph
+    graph = graph.copy()
+    for task_id in drop:
+        graph.remove_node(task_id)
     return graph
+
+
+class _WriterCache:
+    """Per-run caches of the writer, kept beside the context rather than in it, so
+    they are never pickled into a checkpoint (the graph payload would double the
+    ``.pkl``) and a restored context starts without stale "already uploaded" marks."""
+
+    __slots__ = ("dynamic_sent", "graphs_sent", "identity")
+
+    def __init__(self) -> None:
+        self.identity: tuple[int, TaskGraph, str, str, bytes] | None = None
+        self.graphs_sent: set[str] = set()
+        self.dynamic_sent: set[str] = set()
+
+
+_caches: weakref.WeakKeyDictionary[ExecutionContext, _WriterCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+_write_lock = threading.Lock()
+
+
+def writer_cache(ctx: ExecutionContext) -> _WriterCache:
+    with _caches_lock:
+        cache = _caches.get(ctx)
+        if cache is None:
+            cache = _caches[ctx] = _WriterCache()
+        return cache
 
 
 def graph_identity(ctx: ExecutionContext) -> tuple[str, str, bytes]:
@@ -37,13 +73,14 @@ def graph_identity(ctx: ExecutionContext) -> tuple[str, str, bytes]:
     from graflow.coordination.graph_store import pickle_graph
     from graflow.core.fingerprint import graph_fingerprint
 
-    cached = ctx.__dict__.get("_graph_identity")
+    cache = writer_cache(ctx)
+    cached = cache.identity
     if cached is not None and cached[0] == ctx.graph.version and cached[1] is ctx.graph:
-        return cached[2], cached[3], cached[4]  # type: ignore[no-any-return]
+        return cached[2], cached[3], cached[4]
     graph = static_graph(ctx)
     payload, graph_hash = pickle_graph(graph)
     fingerprint = graph_fingerprint(graph)
-    ctx.__dict__["_graph_identity"] = (ctx.graph.version, ctx.graph, graph_hash, fingerprint, payload)
+    cache.identity = (ctx.graph.version, ctx.graph, graph_hash, fingerprint, payload)
     ctx.graph_hash = graph_hash
     return graph_hash, fingerprint, payload
 
@@ -57,11 +94,11 @@ def _redis_stub(ctx: ExecutionContext, graph_hash: str, fingerprint: str, payloa
     client = channel.redis_client
     prefix = channel.namespace
     store = GraphStore(client, prefix, secret_key=secret_key)
-    uploaded: set[str] = ctx.__dict__.setdefault("_uploaded_graphs", set())
-    if graph_hash not in uploaded:
+    cache = writer_cache(ctx)
+    if graph_hash not in cache.graphs_sent:
         store.save_pickled(payload, graph_hash)
-        uploaded.add(graph_hash)
-    upload_dynamic_tasks(ctx, client, prefix, secret_key)
+        cache.graphs_sent.add(graph_hash)
+    upload_dynamic_tasks(ctx, client, prefix, secret_key, cache.dynamic_sent)
     return RedisRunStub(
         session_id=ctx.session_id,
         trace_id=ctx.trace_id,
@@ -85,19 +122,18 @@ def write_checkpoint(
     resuming_task_id: str | None,
     secret_key: SecretKey,
 ) -> tuple[str, CheckpointMetadata]:
-    import graflow
+    """Snapshot ``ctx`` under its lock, then store the three artefacts (§13.2–13.3)."""
     from graflow.storage import open_directory, open_location
 
+    if secret_key is None:
+        secret_key = ctx.config.get("secret_key")  # the run's key (§8.1 config) signs too
     if path:
         store, base = open_location(path)
     else:
         store = open_directory(None)
         base = ""
-    with ctx._lock:
-        steps = ctx.state.steps
-        if not path:
-            base = store.auto_base(ctx.session_id, steps)
-        checkpoint_id = new_checkpoint_id(ctx.session_id, steps)
+    with ctx._lock:  # the pickle and state.json must show one consistent moment
+        checkpoint_id = new_checkpoint_id(ctx.session_id, ctx.state.steps)
         graph_hash, fingerprint, payload = graph_identity(ctx)
         if ctx.channel_backend == "redis":
             target: Any = _redis_stub(ctx, graph_hash, fingerprint, payload, secret_key)
@@ -105,13 +141,47 @@ def write_checkpoint(
             target = ctx
         pkl, signed = dump_pickle(target, secret_key)
         state_doc = build_state_doc(ctx, checkpoint_id, resuming_task_id, store.kind)
-    state_bytes = encode(state_doc)
+    location, meta = _commit(store, base, pkl, signed, state_doc, metadata, graph_hash, fingerprint)
+    ctx.checkpoint_metadata = meta.to_dict()
+    ctx.last_checkpoint_path = location
+    return location, meta
+
+
+def store_artefacts(
+    store: CheckpointStore,
+    base: str,
+    target: Any,
+    state: StateDoc,
+    metadata: dict[str, Any] | None,
+    graph_hash: str | None,
+    fingerprint: str | None,
+    secret_key: SecretKey,
+) -> tuple[str, CheckpointMetadata]:
+    """Pickle ``target`` (a context or a ``RedisRunStub``) and store it with ``state`` as
+    the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``)."""
+    pkl, signed = dump_pickle(target, secret_key)
+    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint)
+
+
+def _commit(
+    store: CheckpointStore,
+    base: str,
+    pkl: bytes,
+    signed: bool,
+    state: StateDoc,
+    metadata: dict[str, Any] | None,
+    graph_hash: str | None,
+    fingerprint: str | None,
+) -> tuple[str, CheckpointMetadata]:
+    import graflow
+
+    state_bytes = encode(state)
     meta = CheckpointMetadata.create(
-        checkpoint_id,
-        ctx.session_id,
-        steps,
-        ctx.start_node,
-        {"channel": state_doc.backend.channel, "queue": state_doc.backend.queue, "storage": store.kind},
+        state.checkpoint_id,
+        state.session_id,
+        state.steps,
+        state.start_node,
+        {"channel": state.backend.channel, "queue": state.backend.queue, "storage": store.kind},
         user_metadata=metadata,
         graph_hash=graph_hash,
         graph_fingerprint=fingerprint,
@@ -130,15 +200,26 @@ def write_checkpoint(
     try:
         meta_bytes = encode(doc)
     except TypeError as exc:
+        where = store.display(base, "meta") if base else f"session {state.session_id}"
         raise CheckpointError(
-            f"checkpoint metadata for {store.display(base, 'meta')} is not JSON-serialisable: {exc}; "
+            f"the metadata of checkpoint {where} is not JSON-serialisable: {exc}; "
             "pass only str/int/float/bool/None/list/dict values in metadata=",
             exc,
         ) from exc
-    location = store.write(base, {"pkl": pkl, "state": state_bytes, "meta": meta_bytes})
-    ctx.checkpoint_metadata = meta.to_dict()
-    ctx.last_checkpoint_path = location
+    # One write at a time in this process: two branches of a group checkpointing at
+    # once must not pick the same automatic name, nor interleave their artefacts.
+    with _write_lock:
+        if not base:
+            base = store.auto_base(state.session_id, state.steps)
+        location = store.write(base, {"pkl": pkl, "state": state_bytes, "meta": meta_bytes})
     return location, meta
 
 
-__all__ = ["graph_identity", "static_graph", "write_checkpoint"]
+__all__ = [
+    "graph_identity",
+    "static_graph",
+    "store_artefacts",
+    "without_tasks",
+    "write_checkpoint",
+    "writer_cache",
+]

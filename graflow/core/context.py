@@ -282,15 +282,18 @@ class ExecutionContext:
             max_retries = getattr(task, "max_retries", None)
             if max_retries is not None:
                 self.retry_controller.node_max_retries[base] = max_retries
-        with self._lock:
-            if spec is None or (spec.attempt == 1 and not spec.resuming):
-                count = self.cycle_controller.increment(base)
-            else:
-                count = self.cycle_controller.cycle_counts.get(base, 0)
+        count = self.count_cycle(base, spec)
         tc = TaskExecutionContext(task.task_id, self, spec, base, count)
         self.push_task_context(tc)
         task.set_execution_context(self)
         return tc
+
+    def count_cycle(self, base: str, spec: TaskSpec | None) -> int:
+        """The base's cycle count for this attempt: counted on an activation's first attempt."""
+        with self._lock:
+            if spec is None or (spec.attempt == 1 and not spec.resuming):
+                return self.cycle_controller.increment(base)
+            return self.cycle_controller.cycle_counts.get(base, 0)
 
     def end_attempt(self, task: Executable) -> None:
         task.set_execution_context(None)
@@ -417,6 +420,9 @@ class ExecutionContext:
         state["_channel_config"] = {
             k: v for k, v in self._channel_config.items() if k not in _CONFIG_SECRET_KEYS
         }
+        # The signing key never travels inside a pickle (a checkpoint would hand it out).
+        state["_channel_config"].pop("secret_key", None)
+        state["config"] = {k: v for k, v in self.config.items() if k != "secret_key"}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -66,8 +66,9 @@ class RedisRunStub:
                         f"graph {self.graph_hash} is no longer in Redis at {mask_url(url)} "
                         f"(checkpoint {location}); pass graph=… / --workflow"
                     )
+                graph_hash = self.graph_hash
             else:
-                store.save(graph)
+                graph_hash = store.save(graph)  # so that the next resumer finds it too
             ctx = ExecutionContext(
                 graph.copy(),
                 self.start_node,
@@ -80,14 +81,16 @@ class RedisRunStub:
                 trace_id=self.trace_id,
             )
             ctx.workflow_name = self.workflow_name
-            ctx.graph_hash = self.graph_hash
+            ctx.graph_hash = graph_hash
             load_dynamic_tasks(ctx, client, self.key_prefix, known_dynamic, secret_key)
         return ctx
 
 
-def upload_dynamic_tasks(ctx: ExecutionContext, client: Any, prefix: str, secret_key: SecretKey) -> None:
-    """Store tasks added during the run under the session, so any process can run them."""
-    sent: set[str] = ctx.__dict__.setdefault("_uploaded_dynamic", set())
+def upload_dynamic_tasks(
+    ctx: ExecutionContext, client: Any, prefix: str, secret_key: SecretKey, sent: set[str]
+) -> None:
+    """Store tasks added during the run under the session, so any process can run them;
+    ``sent`` holds the ids already stored by this process (updated)."""
     todo = [t for t in ctx.known_dynamic if t not in sent]
     if not todo:
         return
@@ -108,7 +111,7 @@ def load_dynamic_tasks(
         return
     session = keys.SessionKeys(prefix, ctx.session_id)
     names = [session.dynamic_task(t) for t in task_ids]
-    for task_id, key, blob in zip(task_ids, names, client.mget(names)):
+    for task_id, key, blob in zip(task_ids, names, client.mget(names), strict=True):
         if blob is None:
             continue  # reported as an unknown id if it is still needed
         task = loads(blob, Purpose.TASK, secret_key=secret_key, source=f"Redis key {key}", from_redis=True)

@@ -197,21 +197,33 @@ class SchedulingCore:
                 ready.append(target)
         return ready
 
+    def offers(self, pred: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
+        """What ``pred``'s completion offers: (successor, its forward predecessors or None
+        for a trigger). A driver whose state lives elsewhere applies these atomically."""
+        return self._next.get(pred, ())
+
+    @staticmethod
+    def decide(report: AttemptReport | None) -> tuple[int, bool, bool]:
+        """§7.1 steps 1–4 for a successful attempt: (verdict, record it?, offer successors?)."""
+        if report is None or not report.control:
+            return COMPLETE, True, True
+        if report.cancel_called:
+            return CANCEL, False, False
+        if report.terminate_called:
+            return TERMINATE, True, False
+        return COMPLETE, True, not (report.goto_called or report.iterated)
+
     def on_success(
         self, state: RunState, task_id: str, base_id: str, report: AttemptReport | None
     ) -> tuple[int, list[str]]:
-        """§7.1 steps 1–4 for a successful attempt: (verdict, static successors to queue)."""
+        """Apply ``decide`` to in-process state: (verdict, static successors to queue)."""
         if report is None or not report.control:
             state.record_completion(task_id)
             return COMPLETE, self.ready_after(state, base_id)
-        if report.cancel_called:
-            return CANCEL, []
-        state.record_completion(task_id)
-        if report.terminate_called:
-            return TERMINATE, []
-        if report.goto_called or report.iterated:
-            return COMPLETE, []
-        return COMPLETE, self.ready_after(state, base_id)
+        verdict, record, offer = self.decide(report)
+        if record:
+            state.record_completion(task_id)
+        return verdict, self.ready_after(state, base_id) if offer else []
 
     @staticmethod
     def checkpoint_due(verdict: int, report: AttemptReport | None) -> bool:

@@ -184,6 +184,13 @@ class TaskWrapper(Executable):
     def _register(self, wf: WorkflowContext) -> None:
         wf.graph.add_node(self, skip_if_exists=True)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The signature analysis is a cache: leaving it out keeps a graph's pickle (and
+        # so its content hash) the same before and after its tasks have run.
+        state = super().__getstate__()
+        state["_params"] = None
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._params = None

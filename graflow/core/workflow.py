@@ -70,25 +70,7 @@ class WorkflowContext:
     # -- running -------------------------------------------------------------------
     def resolve_start_node(self, start_node: str | None) -> str:
         """``start_node`` if it exists, else the single start candidate."""
-        if start_node is not None:
-            if not self.graph.has_node(start_node):
-                raise GraphCompilationError(
-                    f"workflow {self.name!r} has no task {start_node!r}; "
-                    f"known tasks: {self.graph.nodes[:20]}"
-                )
-            return start_node
-        candidates = self.graph.get_start_nodes()
-        if not candidates:
-            raise GraphCompilationError(
-                f"workflow {self.name!r} has no start node (empty graph, or every task has a "
-                "predecessor); pass start_node=..."
-            )
-        if len(candidates) > 1:
-            raise GraphCompilationError(
-                f"workflow {self.name!r} has several start candidates {candidates}; "
-                "pass start_node=... or link them from one task"
-            )
-        return candidates[0]
+        return resolve_start_node(self.graph, start_node, self.name)
 
     def execute(
         self,
@@ -139,6 +121,28 @@ class WorkflowContext:
 
     def __repr__(self) -> str:
         return f"WorkflowContext({self.name!r}, nodes={len(self.graph)})"
+
+
+def resolve_start_node(graph: TaskGraph, start_node: str | None, name: str = "workflow") -> str:
+    """``start_node`` if the graph has it, else the graph's single start candidate (§6)."""
+    if start_node is not None:
+        if not graph.has_node(start_node):
+            raise GraphCompilationError(
+                f"workflow {name!r} has no task {start_node!r}; known tasks: {graph.nodes[:20]}"
+            )
+        return start_node
+    candidates = graph.get_start_nodes()
+    if not candidates:
+        raise GraphCompilationError(
+            f"workflow {name!r} has no start node (empty graph, or every task has a "
+            "predecessor); pass start_node=..."
+        )
+    if len(candidates) > 1:
+        raise GraphCompilationError(
+            f"workflow {name!r} has several start candidates {candidates}; "
+            "pass start_node=... or link them from one task"
+        )
+    return candidates[0]
 
 
 def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:

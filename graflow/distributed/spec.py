@@ -28,6 +28,9 @@ class TaskSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     dynamic: bool = False
     resuming: bool = False
     driver: str = "pool"
+    #: "run" executes the task (or starts a group's branches); "finish" applies a
+    #: group's policy once its last branch is done (graflow addition).
+    phase: str = "run"
     queue: str = "graflow"
     key_prefix: str = "graflow"
 

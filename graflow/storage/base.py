@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from graflow.exceptions import CheckpointError, CheckpointNotFoundError
 
-__all__ = ["PARTS", "SUFFIXES", "CheckpointStore", "check_files", "check_part", "strip_suffix"]
+__all__ = [
+    "PARTS",
+    "SUFFIXES",
+    "CheckpointStore",
+    "check_files",
+    "check_part",
+    "stems_with",
+    "strip_suffix",
+]
 
 #: The artefacts of one checkpoint, in write order (meta.json, the commit marker, last).
 PARTS: tuple[str, str, str] = ("pkl", "state", "meta")
@@ -33,6 +41,19 @@ def strip_suffix(name: str) -> str:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def stems_with(names: Iterable[str], part: str) -> list[str]:
+    """The sorted stems of the visible ``names`` ending in ``part``'s suffix (temporary
+    files start with a dot and are skipped)."""
+    suffix = SUFFIXES[part]
+    return sorted(
+        {
+            n[: -len(suffix)]
+            for n in names
+            if n.endswith(suffix) and len(n) > len(suffix) and not n.startswith(".")
+        }
+    )
 
 
 def check_part(part: str) -> str:
@@ -72,6 +93,11 @@ class CheckpointStore(ABC):
     def list_bases(self) -> list[str]:
         """Bases directly under this store's location that have a meta.json, by name."""
 
+    def list_torn(self) -> list[str]:
+        """Bases directly under this store's location that have a ``.pkl`` or
+        ``.state.json`` but no meta.json: checkpoints whose writer was interrupted."""
+        return []
+
     @abstractmethod
     def display(self, base: str, part: str = "pkl") -> str:
         """Human location of an artefact (password masked)."""
@@ -105,6 +131,10 @@ class CheckpointStore(ABC):
     def _any_exists(self, base: str) -> bool:
         return any(self.exists(base, part) for part in PARTS)
 
+    def read_error(self, base: str, part: str) -> CheckpointNotFoundError:
+        """The error ``read`` raises when ``part`` of ``base`` is missing."""
+        return self._missing(base, part)
+
     def _missing(self, base: str, part: str) -> CheckpointNotFoundError:
         """The error for a missing artefact, telling a torn checkpoint from an absent one."""
         where = self.display(base, part)
@@ -113,8 +143,9 @@ class CheckpointStore(ABC):
             shown = " and ".join(self.display(base, p) for p in present)
             return CheckpointNotFoundError(
                 f"checkpoint {self.display(base, 'meta')} is missing: the writer was "
-                f"interrupted before it committed this checkpoint ({shown} exist without "
-                "their meta.json, a torn checkpoint), so it cannot be used; resume from "
+                f"interrupted before it committed this checkpoint ({shown} "
+                f"{'exist' if len(present) > 1 else 'exists'} without a meta.json: a torn "
+                "checkpoint), so it cannot be used; resume from "
                 "an earlier checkpoint"
             )
         if not present:

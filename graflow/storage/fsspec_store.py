@@ -24,11 +24,9 @@ from graflow.exceptions import (
     UnsupportedCheckpointLocationError,
 )
 from graflow.redisconn import mask_url
-from graflow.storage.base import SUFFIXES, CheckpointStore, check_files, check_part
+from graflow.storage.base import CheckpointStore, check_files, check_part, stems_with
 
 __all__ = ["FsspecStore", "open_fsspec"]
-
-_META_SUFFIX = SUFFIXES["meta"]
 
 # Drivers of common schemes, for the hint when fsspec itself is missing.
 _DRIVERS = {
@@ -92,16 +90,20 @@ class FsspecStore(CheckpointStore):
             ) from exc
         except OSError as exc:
             raise CheckpointError(f"cannot list {mask_url(self.root)}: {exc}", exc) from exc
-        stems = set()
-        for entry in entries:
-            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
-            if (
-                name.endswith(_META_SUFFIX)
-                and len(name) > len(_META_SUFFIX)
-                and not name.startswith(".")
-            ):
-                stems.add(name[: -len(_META_SUFFIX)])
-        return [self._join(stem) for stem in sorted(stems)]
+        return [self._join(stem) for stem in stems_with(self._names(entries), "meta")]
+
+    @staticmethod
+    def _names(entries: list[Any]) -> list[str]:
+        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries]
+
+    def list_torn(self) -> list[str]:
+        try:
+            names = self._names(self.fs.ls(str(self.fs._strip_protocol(self.root)), detail=False))
+        except OSError:
+            return []
+        committed = set(stems_with(names, "meta"))
+        torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
+        return [self._join(stem) for stem in sorted(torn - committed)]
 
     def write(self, base: str, files: dict[str, bytes]) -> str:
         check_files(files)

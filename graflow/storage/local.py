@@ -24,11 +24,16 @@ import secrets
 
 from graflow.crash import crash_point
 from graflow.exceptions import CheckpointError, CheckpointNotFoundError
-from graflow.storage.base import PARTS, SUFFIXES, CheckpointStore, check_files, check_part
+from graflow.storage.base import (
+    PARTS,
+    SUFFIXES,
+    CheckpointStore,
+    check_files,
+    check_part,
+    stems_with,
+)
 
 __all__ = ["LocalStore"]
-
-_META_SUFFIX = SUFFIXES["meta"]
 
 
 class LocalStore(CheckpointStore):
@@ -85,12 +90,16 @@ class LocalStore(CheckpointStore):
             raise CheckpointError(
                 f"cannot list checkpoint directory {directory}: {exc.strerror or exc}", exc
             ) from exc
-        stems = [
-            n[: -len(_META_SUFFIX)]
-            for n in names
-            if n.endswith(_META_SUFFIX) and len(n) > len(_META_SUFFIX) and not n.startswith(".")
-        ]
-        return [self._join(stem) for stem in sorted(stems)]
+        return [self._join(stem) for stem in stems_with(names, "meta")]
+
+    def list_torn(self) -> list[str]:
+        try:
+            names = os.listdir(self.root or ".")
+        except OSError:
+            return []
+        committed = set(stems_with(names, "meta"))
+        torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
+        return [self._join(stem) for stem in sorted(torn - committed)]
 
     # -- writing -----------------------------------------------------------------------
     def write(self, base: str, files: dict[str, bytes]) -> str:

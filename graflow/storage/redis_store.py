@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisStore", "checkpoint_ttl", "parse_redis_location"]
 
-_META_SUFFIX = SUFFIXES["meta"]
 _KEY_SAFE = "/:@!$&'()*+,;=-._~"  # shown as-is in displayed key paths
 _MASK = "***"
 
@@ -159,9 +158,11 @@ class RedisStore(CheckpointStore):
             raise self._write_error(base, exc.cause or exc) from exc
         return self.display(base, "pkl")
 
-    def list_bases(self) -> list[str]:
+    def _stems(self, part: str) -> set[str]:
+        """Stems of the keys ``<root>/<stem><suffix of part>`` (one level, like a directory)."""
+        suffix = SUFFIXES[part]
         prefix = f"{self.root}/" if self.root else ""
-        pattern = _glob_escape(prefix) + "*" + _META_SUFFIX
+        pattern = _glob_escape(prefix) + "*" + _glob_escape(suffix)
 
         def scan() -> list[bytes]:
             return list(self._client().scan_iter(match=pattern, count=1000))
@@ -169,10 +170,17 @@ class RedisStore(CheckpointStore):
         stems: set[str] = set()
         for raw in self._call(self.display_root(), scan):
             key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
-            stem = key[len(prefix) : -len(_META_SUFFIX)]
+            stem = key[len(prefix) : -len(suffix)]
             if stem and "/" not in stem:  # only this "directory", like LocalStore
                 stems.add(stem)
-        return [self._join(stem) for stem in sorted(stems)]
+        return stems
+
+    def list_bases(self) -> list[str]:
+        return [self._join(stem) for stem in sorted(self._stems("meta"))]
+
+    def list_torn(self) -> list[str]:
+        torn = (self._stems("pkl") | self._stems("state")) - self._stems("meta")
+        return [self._join(stem) for stem in sorted(torn)]
 
 
 def parse_redis_location(location: str, *, directory: bool) -> tuple[RedisStore, str]:

@@ -95,13 +95,71 @@ class LocalDriver:
         )
 
 
-DRIVERS: dict[str, type] = {"local": LocalDriver}
+class PoolDriver:
+    """Two ``graflow worker`` subprocesses; the workflow is submitted and waited for."""
+
+    name = "pool"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def run(
+        self,
+        wf: Any,
+        start_node: str | None = None,
+        *,
+        initial_channel: dict[str, Any] | None = None,
+        max_steps: int = 10000,
+    ) -> Outcome:
+        from graflow.distributed import submit
+        from graflow.exceptions import WorkflowFailedError
+
+        handle = submit(
+            wf, self.pool.redis_url, queue=self.pool.queue, key_prefix=self.pool.prefix,
+            initial_channel=initial_channel, start_node=start_node, max_steps=max_steps,
+        )  # fmt: skip
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = handle.wait(timeout=60)
+        except WorkflowFailedError as exc:
+            error = exc.cause or exc
+        except Exception as exc:
+            error = exc
+        status = handle.status()
+        return Outcome(
+            result=result,
+            completed_tasks=handle.store.completed(),
+            steps=status.steps,
+            stop_reason=status.stop_reason,
+            max_steps_reached=status.max_steps_reached,
+            channel=handle.channel,
+            error=error,
+            session_id=handle.session_id,
+            extra={"status": status},
+        )
+
+
+DRIVERS: dict[str, type] = {"local": LocalDriver, "pool": PoolDriver}
+
+
+@pytest.fixture(scope="session")
+def worker_pool(redis_url: str) -> Iterator[Any]:
+    """Two worker subprocesses for the whole session; they import the behaviour test modules."""
+    import os
+
+    from workerpool import Pool
+
+    with Pool(redis_url, 2, extra_paths=[os.path.dirname(__file__)]) as pool:
+        yield pool
 
 
 @pytest.fixture(params=sorted(DRIVERS))
 def driver(request: pytest.FixtureRequest) -> Driver:
     """Runs a workflow with one of the drivers; see the module docstring for the rules."""
-    return DRIVERS[request.param]()  # type: ignore[no-any-return]
+    if request.param == "pool":
+        return PoolDriver(request.getfixturevalue("worker_pool"))
+    return LocalDriver()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,93 @@
+"""Hand activations to rq: one job per activation, batched in one pipeline (§16.2).
+
+Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
+rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
+``rq worker`` can run it. Jobs keep no result in rq (graflow stores results in the
+channel) and failed jobs expire with the session instead of rq's one-year default.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from graflow.codec import SecretKey, sign
+from graflow.distributed.spec import TaskSpec, decode, encode
+
+JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
+FAILURE_TTL = 604800
+
+_queues: dict[tuple[int, str], Any] = {}
+_queues_lock = threading.Lock()
+
+
+def job_id(spec: TaskSpec) -> str:
+    return f"gf-{spec.session_id}-{spec.spec_id}-a{spec.attempt}"
+
+
+def description(spec: TaskSpec) -> str:
+    return f"graflow {spec.task_id} (session {spec.session_id[:8]}, attempt {spec.attempt})"
+
+
+def rq_queue(connection: Any, name: str) -> Any:
+    """A cached rq ``Queue`` (it caches the server version; creating one costs a round trip)."""
+    key = (id(connection), name)
+    queue = _queues.get(key)
+    if queue is None:
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        with _queues_lock:
+            queue = _queues.get(key)
+            if queue is None:
+                queue = Queue(name, connection=connection, serializer=JSONSerializer)
+                _queues[key] = queue
+    return queue
+
+
+def enqueue(
+    connection: Any,
+    specs: Iterable[TaskSpec | str | bytes],
+    *,
+    secret_key: SecretKey = None,
+    pipeline: Any = None,
+    skip_existing: bool = False,
+) -> list[str]:
+    """Create one rq job per spec (delayed ones via rq's scheduler); returns the job ids."""
+    from rq.job import Job
+
+    items = [s if isinstance(s, TaskSpec) else decode(s) for s in specs]
+    if skip_existing:
+        items = [s for s in items if not Job.exists(job_id(s), connection=connection)]
+    if not items:
+        return []
+    pipe = pipeline if pipeline is not None else connection.pipeline(transaction=False)
+    now = time.time()
+    ids = []
+    for spec in items:
+        payload = encode(spec).decode()
+        queue = rq_queue(connection, spec.queue)
+        job = queue.create_job(
+            JOB_FUNCTION,
+            args=[payload, sign(payload.encode(), secret_key)],
+            timeout=-1,
+            result_ttl=0,
+            failure_ttl=FAILURE_TTL,
+            description=description(spec),
+            job_id=job_id(spec),
+        )
+        if spec.not_before > now:
+            when = _dt.datetime.fromtimestamp(spec.not_before, tz=_dt.timezone.utc)
+            queue.schedule_job(job, when, pipeline=pipe)
+        else:
+            queue._enqueue_job(job, pipeline=pipe)
+        ids.append(job.id)
+    if pipeline is None:
+        pipe.execute()
+    return ids
+
+
+__all__ = ["FAILURE_TTL", "JOB_FUNCTION", "description", "enqueue", "job_id", "rq_queue"]

@@ -1,0 +1,192 @@
+"""What a worker does with one activation (§16.4): check, load, run, commit, hand over."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import msgspec
+
+from graflow.codec import SecretKey
+from graflow.coordination.graph_store import GraphStore
+from graflow.core.graph import TaskGraph
+from graflow.core.group import ParallelGroup
+from graflow.core.handler import TaskResult
+from graflow.core.task import base_task_id
+from graflow.core.task_context import CheckpointRequest
+from graflow.distributed import dispatch
+from graflow.distributed.pool_context import PoolContext
+from graflow.distributed.pool_engine import Branch, PoolEngine
+from graflow.distributed.session import SessionStore
+from graflow.distributed.spec import TaskSpec as Wire
+from graflow.distributed.spec import decode, encode
+from graflow.exceptions import GraflowRuntimeError
+from graflow.queue.base import TaskSpec
+from graflow.queue.local import LocalTaskQueue
+
+logger = logging.getLogger("graflow.worker")
+
+_stores: dict[tuple[int, str, str], GraphStore] = {}
+_stores_lock = threading.Lock()
+
+
+def graph_store(client: Any, prefix: str, secret_key: SecretKey) -> GraphStore:
+    """One cached graph store per connection and prefix: workers load each graph once."""
+    key = (id(client), prefix, repr(secret_key))
+    store = _stores.get(key)
+    if store is None:
+        with _stores_lock:
+            store = _stores.setdefault(key, GraphStore(client, prefix, secret_key=secret_key))
+    return store
+
+
+def _channel(client: Any, wire: Wire, secret_key: SecretKey) -> Any:
+    from graflow.channels.redis_channel import RedisChannel
+
+    return RedisChannel(wire.session_id, redis_client=client, key_prefix=wire.key_prefix, secret_key=secret_key)
+
+
+class GroupOutcome:
+    """A finished group run, reported to the core like a task's attempt."""
+
+    goto_called = False
+    iterated = False
+    scheduled = None
+
+    def __init__(self, group_id: str, end: list[Any] | None, requests: list[dict[str, Any]]) -> None:
+        verdict = end[0] if end else None
+        self.terminate_called = verdict == "terminate"
+        self.cancel_called = verdict == "cancel"
+        self.terminate_message = end[2] if end and self.terminate_called else None
+        self.cancel_message = end[2] if end and self.cancel_called else None
+        self.cancel_task_id = end[1] if end and self.cancel_called else None
+        self.checkpoint_request: CheckpointRequest | None = None
+        if requests:
+            metadata: dict[str, Any] = {}
+            path = None
+            by: list[str] = []
+            for req in requests:
+                metadata.update(req.get("metadata") or {})
+                path = req.get("path") or path
+                by.extend(req.get("requested_by") or [])
+            metadata.update(task_id=group_id, requested_by=by)
+            self.checkpoint_request = CheckpointRequest(metadata, path, by)
+        self.control = self.terminate_called or self.cancel_called or self.checkpoint_request is not None
+
+
+def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict[str, Any]:
+    """Run one activation of a pooled session; returns the outcome of its session step."""
+    store = SessionStore(client, wire.key_prefix, wire.session_id)
+    graph = graph_store(client, wire.key_prefix, secret_key).get(wire.graph_hash)
+    if graph is None:
+        message = (
+            f"graph {wire.graph_hash} expired or evicted from Redis; submit the workflow again "
+            "or resume the last checkpoint with --workflow"
+        )
+        store.end_run("failed", "task_failed", message)
+        raise GraflowRuntimeError(message, task_id=wire.task_id)
+    if wire.phase == "finish":
+        return finish_group(store, wire, graph, worker, secret_key)
+    task = graph.task(wire.task_id)
+    is_group = isinstance(task, ParallelGroup)
+    base = base_task_id(wire.task_id)
+    start = store.start(wire.spec_id, worker, wire.attempt, base, count_cycle=not is_group)
+    if start["status"] != "ok":
+        return _not_started(store, wire, start, secret_key)
+    branch = Branch(wire.group_id, wire.group_run, wire.branch_id)
+    if is_group:
+        return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
+    ctx = PoolContext(graph.copy(), start["meta"], store, _channel(client, wire, secret_key), secret_key)
+    if task is None:
+        task = ctx.load_dynamic(wire.task_id)
+        if task is None:
+            message = f"task {wire.task_id!r} is neither in graph {wire.graph_hash[:12]} nor a stored dynamic task"
+            store.end_run("failed", "task_failed", message)
+            raise GraflowRuntimeError(message, task_id=wire.task_id)
+    ctx.cycle_for_attempt = int(start["cycles"])
+    ctx.retry_controller.retry_counts[base] = int(start["retries"])
+    local = TaskSpec(
+        task, ctx, retry_count=wire.retry_count, group_id=wire.group_id, trace_id=wire.trace_id,
+        parent_task_id=wire.parent_task_id, dynamic=wire.dynamic, attempt=wire.attempt,
+        redeliveries=wire.redeliveries, resuming=wire.resuming, _spec_id=wire.spec_id,
+    )  # fmt: skip
+    engine = PoolEngine(wire, branch, worker)
+    engine.attempt(ctx, local, ctx.task_queue, None)
+    return engine.outcome
+
+
+def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_key: SecretKey) -> dict[str, Any]:
+    status = start["status"]
+    if status == "missing":
+        logger.warning("session %s does not exist (expired or purged); dropping %s", wire.session_id, wire.task_id)
+    elif status == "final":
+        logger.info("session %s is %s; skipping %s", wire.session_id, start.get("state"), wire.task_id)
+    elif status == "dup":
+        # This activation completed already; a crash may have cut its hand-over to rq short.
+        dispatch.enqueue(store.client, start.get("enqueue") or [], secret_key=secret_key, skip_existing=True)
+    return start
+
+
+def start_group(store: SessionStore, wire: Wire, group: ParallelGroup, branch: Branch, secret_key: SecretKey) -> dict[str, Any]:
+    """Put every member's branch on the queue; nobody waits on a barrier (§16.4)."""
+    run = f"{wire.spec_id}.{wire.attempt}"
+    engine = PoolEngine(wire, branch, "")
+    members = []
+    for member in group.tasks:
+        w = engine.child(
+            member.task_id, group_id=group.task_id, group_run=run, branch_id=member.task_id,
+            parent_task_id=group.task_id,
+        )  # fmt: skip
+        members.append([member.task_id, w.spec_id, encode(w).decode()])
+    parent = [branch.run, branch.branch_id, branch.group_id] if branch.run else None
+    outcome = store.group_start({
+        "spec_id": wire.spec_id, "attempt": wire.attempt, "group_id": group.task_id, "run": run,
+        "members": members, "parent": parent, "spec": encode(wire).decode(), "driver": wire.driver,
+    })  # fmt: skip
+    dispatch.enqueue(store.client, outcome.get("enqueue") or [], secret_key=secret_key,
+                     skip_existing=outcome.get("status") == "dup")  # fmt: skip
+    return outcome
+
+
+def member_results(record: dict[str, str], group: ParallelGroup) -> dict[str, TaskResult]:
+    results = {}
+    for member in group.tasks:
+        outcome = record.get(f"res:{member.task_id}", "fail:branch never finished")
+        ok = outcome == "ok"
+        results[member.task_id] = TaskResult(member.task_id, ok, None, None if ok else outcome[5:])
+    return results
+
+
+def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str, secret_key: SecretKey) -> dict[str, Any]:
+    """The last branch is done: apply the policy, then complete the group like a task."""
+    record = store.group(wire.group_run or "")
+    group_id = record.get("group_id", wire.task_id)
+    start = store.start(wire.spec_id, worker, wire.attempt, group_id, count_cycle=False)
+    if start["status"] != "ok":
+        return _not_started(store, wire, start, secret_key)
+    group = graph.task(group_id)
+    if not isinstance(group, ParallelGroup):
+        raise GraflowRuntimeError(f"{group_id!r} is not a parallel group of graph {wire.graph_hash[:12]}")
+    parent = msgspec.json.decode(record.get("parent") or "null")
+    branch = Branch(parent[2], parent[0], parent[1]) if parent else Branch(None, None, None)
+    group_wire = decode(record["spec"])
+    ctx = PoolContext(graph.copy(), start["meta"], store, _channel(store.client, wire, secret_key), secret_key)
+    ctx.retry_controller.retry_counts[group_id] = int(start["retries"])
+    end = msgspec.json.decode(record["end"]) if record.get("end") else None
+    requests = msgspec.json.decode(record["requests"]) if record.get("requests") else []
+    report = GroupOutcome(group_id, end, requests)
+    engine = PoolEngine(wire, branch, worker, retry_of=group_wire)
+    local = TaskSpec(group, ctx, group_id=branch.group_id, _spec_id=wire.spec_id)
+    if not report.cancel_called:
+        try:
+            group.policy.on_group_finished(group_id, list(group.tasks), member_results(record, group), ctx)
+        except Exception as exc:
+            engine._failed(ctx, local, group_id, None, exc, ctx.task_queue)
+            return engine.outcome
+        ctx.results[f"{group_id}.__result__"] = None
+    engine.commit(ctx, local, group_id, group_id, report, LocalTaskQueue(ctx), None)
+    return engine.outcome
+
+
+__all__ = ["execute", "finish_group", "graph_store", "start_group"]

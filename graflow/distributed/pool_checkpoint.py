@@ -1,0 +1,148 @@
+"""Checkpoints written by workers (§16.5): small, session-id only, from a state snapshot.
+
+The snapshot is taken inside the commit (deferred requests) or in one MULTI
+(immediate requests), so activations completing concurrently on other workers
+appear as pending, never half-applied. Activations inside a running group are
+folded into the group's own activation: the whole group runs again on resume.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from graflow.core.checkpoint_schema import SCHEMA_VERSION, BackendInfo, PendingEntry, StateDoc
+from graflow.distributed.spec import TaskSpec as Wire
+from graflow.distributed.spec import decode
+
+if TYPE_CHECKING:
+    from graflow.core.checkpoint import CheckpointMetadata
+    from graflow.core.task_context import CheckpointRequest
+    from graflow.distributed.pool_context import PoolContext
+    from graflow.distributed.session import SessionStore
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    def text(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _top_level(store: SessionStore, wire: Wire) -> Wire:
+    """The activation to re-run for ``wire``: itself, or the outermost group it runs inside."""
+    while wire.group_run:
+        record = store.group(wire.group_run)
+        if not record.get("spec"):
+            break
+        wire = decode(record["spec"])
+    return wire
+
+
+def pending_from_snapshot(store: SessionStore, snap: dict[str, Any], exclude: str | None) -> list[PendingEntry]:
+    specs: list[Wire] = [decode(raw) for raw in snap.get("pending") or []]
+    for raw in snap.get("running") or []:
+        entry = msgspec.json.decode(raw)
+        if entry.get("spec"):
+            specs.append(decode(entry["spec"]))
+    seen: set[str] = set()
+    entries: list[PendingEntry] = []
+    for wire in sorted((_top_level(store, w) for w in specs), key=lambda w: w.enqueued_at):
+        if wire.spec_id in seen or wire.phase == "finish" or wire.task_id == exclude:
+            continue
+        seen.add(wire.spec_id)
+        entries.append(
+            PendingEntry(
+                task_id=wire.task_id, spec_id=wire.spec_id, created_at=wire.enqueued_at,
+                attempt=wire.attempt, retry_count=wire.retry_count, dynamic=wire.dynamic,
+                parent_task_id=wire.parent_task_id, trace_id=wire.trace_id or None,
+            )
+        )  # fmt: skip
+    return entries
+
+
+def state_from_snapshot(
+    pctx: PoolContext, snap: dict[str, Any], checkpoint_id: str, resuming: str | None, storage: str
+) -> StateDoc:
+    joins = {t: list(msgspec.json.decode(v)) for t, v in _pairs(snap.get("joins") or []).items()}
+    return StateDoc(
+        schema_version=SCHEMA_VERSION,
+        checkpoint_id=checkpoint_id,
+        session_id=pctx.session_id,
+        trace_id=pctx.trace_id,
+        start_node=pctx.start_node,
+        steps=int(snap.get("steps") or 0),
+        max_steps=pctx.max_steps,
+        default_max_cycles=pctx.default_max_cycles,
+        default_max_retries=pctx.default_max_retries,
+        completed_tasks=[c.decode() if isinstance(c, bytes) else c for c in snap.get("completed") or []],
+        cycle_counts={k: int(v) for k, v in _pairs(snap.get("cycles") or []).items()},
+        retry_counts={k: int(v) for k, v in _pairs(snap.get("retries") or []).items()},
+        join_arrivals=joins,
+        known_dynamic=sorted(snap.get("known") or []),
+        pending_tasks=pending_from_snapshot(pctx.store, snap, resuming),
+        resuming_task_id=resuming,
+        backend=BackendInfo(channel="redis", queue="redis", storage=storage),
+        stop_reason=None,
+    )
+
+
+def write_snapshot_checkpoint(
+    pctx: PoolContext,
+    snap: dict[str, Any],
+    path: str | None,
+    metadata: dict[str, Any],
+    resuming_task_id: str | None,
+) -> tuple[str, CheckpointMetadata]:
+    from graflow.core.checkpoint import new_checkpoint_id
+    from graflow.core.checkpoint_writer import store_artefacts
+    from graflow.core.redis_stub import RedisRunStub
+    from graflow.redisconn import ConnectionDescriptor
+    from graflow.storage import open_directory, open_location
+
+    steps = int(snap.get("steps") or 0)
+    target = path or os.environ.get("GRAFLOW_CHECKPOINT_DIR") or None
+    if path:
+        store, base = open_location(path)
+    else:
+        store = open_directory(target)
+        base = store.auto_base(pctx.session_id, steps)
+    checkpoint_id = new_checkpoint_id(pctx.session_id, steps)
+    client = pctx.store.client
+    fingerprint = (client.hget(pctx.store.keys.meta, "graph_fingerprint") or b"").decode()
+    stub = RedisRunStub(
+        session_id=pctx.session_id,
+        trace_id=pctx.trace_id,
+        start_node=pctx.start_node,
+        max_steps=pctx.max_steps,
+        default_max_cycles=pctx.default_max_cycles,
+        default_max_retries=pctx.default_max_retries,
+        graph_hash=pctx.graph_hash or "",
+        graph_fingerprint=fingerprint,
+        descriptor=ConnectionDescriptor.from_client(client),
+        key_prefix=pctx.store.prefix,
+        workflow_name=pctx.workflow_name,
+    )
+    state = state_from_snapshot(pctx, snap, checkpoint_id, resuming_task_id, store.kind)
+    location, meta = store_artefacts(
+        store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key
+    )
+    client.hset(pctx.store.keys.meta, "last_checkpoint", location)
+    return location, meta
+
+
+def write_from_snapshot(pctx: PoolContext, request: CheckpointRequest, snap: dict[str, Any]) -> None:
+    """A deferred request, with the state the commit captured."""
+    write_snapshot_checkpoint(pctx, snap, request.path, request.metadata, None)
+
+
+def write_pool_checkpoint(
+    pctx: PoolContext, path: str | None, metadata: dict[str, Any], resuming_task_id: str
+) -> tuple[str, CheckpointMetadata]:
+    """An immediate request (``deferred=False``): the session as it is now."""
+    return write_snapshot_checkpoint(pctx, pctx.store.snapshot(), path, metadata, resuming_task_id)
+
+
+__all__ = ["write_from_snapshot", "write_pool_checkpoint", "write_snapshot_checkpoint"]

@@ -1,0 +1,242 @@
+"""The pool driver of the scheduling core: same attempt, different way to apply it.
+
+``PoolEngine`` runs an attempt with the in-process engine's own code (handler,
+context binding, tracer, retries decided by the core) and overrides only the two
+places where a verdict is applied: ``commit`` turns the core's decision into one
+atomic session step, ``_failed`` into a retry (an rq scheduled job) or a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from graflow.codec import Purpose, dumps
+from graflow.core.engine import WorkflowEngine
+from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.distributed import dispatch
+from graflow.distributed.spec import TaskSpec as Wire
+from graflow.distributed.spec import encode
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.distributed.pool_context import PoolContext
+    from graflow.queue.base import TaskSpec
+    from graflow.queue.local import LocalTaskQueue
+
+logger = logging.getLogger("graflow.worker")
+_VERDICT = {0: "complete", TERMINATE: "terminate", CANCEL: "cancel"}
+
+
+class Branch:
+    """Where new activations of this job belong: (group id, group run, branch id) or none."""
+
+    __slots__ = ("branch_id", "group_id", "run")
+
+    def __init__(self, group_id: str | None, run: str | None, branch_id: str | None) -> None:
+        self.group_id = group_id
+        self.run = run
+        self.branch_id = branch_id
+
+    def control(self) -> list[str] | None:
+        return [self.run, self.branch_id] if self.run and self.branch_id else None
+
+
+class PoolEngine(WorkflowEngine):
+    """Applies one attempt's outcome to the session in Redis."""
+
+    def __init__(self, wire: Wire, branch: Branch, worker: str, retry_of: Wire | None = None) -> None:
+        super().__init__()
+        self.wire = wire
+        #: The activation a retry repeats: this job's, or for a group's finisher, the group's.
+        self.retry_of = retry_of or wire
+        self.branch = branch
+        self.worker = worker
+        self.outcome: dict[str, Any] = {}
+
+    # -- new activations -------------------------------------------------------------
+    def child(self, task_id: str, **fields: Any) -> Wire:
+        """A wire spec for an activation made ready by this job (same session, branch, queue)."""
+        w = self.wire
+        base: dict[str, Any] = {
+            "session_id": w.session_id,
+            "task_id": task_id,
+            "graph_hash": w.graph_hash,
+            "trace_id": w.trace_id,
+            "spec_id": uuid.uuid4().hex,
+            "enqueued_at": time.time(),
+            "parent_task_id": w.task_id,
+            "group_id": self.branch.group_id,
+            "group_run": self.branch.run,
+            "branch_id": self.branch.branch_id,
+            "driver": w.driver,
+            "queue": w.queue,
+            "key_prefix": w.key_prefix,
+        }
+        base.update(fields)
+        return Wire(**base)
+
+    def finalizer(self) -> list[str] | None:
+        """The spec that finishes the current group run, if this job is in a branch."""
+        b = self.branch
+        if not b.run or self.wire.driver == "producer":
+            return None
+        fin = self.child(b.group_id or "", group_run=b.run, branch_id=None, phase="finish")
+        return [fin.spec_id, encode(fin).decode()]
+
+    # -- success ---------------------------------------------------------------------
+    def commit(
+        self,
+        ctx: ExecutionContext,
+        spec: TaskSpec,
+        task_id: str,
+        base_id: str,
+        report: Any,
+        queue: LocalTaskQueue,
+        group: Any,
+    ) -> None:
+        pctx: PoolContext = ctx  # type: ignore[assignment]
+        verdict, record, offer = ctx.core.decide(report)
+        blobs: list[bytes] = []
+        results: list[list[Any]] = []
+        if verdict != CANCEL:
+            from graflow.channels.encoding import encode_value
+
+            prefix = pctx.channel.key_prefix  # type: ignore[attr-defined]
+            for key, value in pctx.results.items():
+                blobs.append(encode_value(value, secret_key=pctx.secret_key))
+                results.append([prefix + key, len(blobs)])
+        offers: list[list[Any]] = []
+        if offer:
+            for target, needed in ctx.core.offers(base_id):
+                w = self.child(target)
+                offers.append([target, sorted(needed) if needed is not None else None, encode(w).decode(), w.spec_id])
+        dynamic: list[list[Any]] = []
+        if verdict != CANCEL:
+            for s in getattr(report, "scheduled", None) or ():
+                tid = s.task_id
+                blob_idx = 0
+                new = pctx.new_dynamic.get(tid)
+                if new is not None:
+                    blobs.append(dumps(new, Purpose.TASK, secret_key=pctx.secret_key))
+                    blob_idx = len(blobs)
+                w = self.child(tid, dynamic=pctx.is_dynamic(tid))
+                dynamic.append([tid, encode(w).decode(), w.spec_id, blob_idx])
+        request = getattr(report, "checkpoint_request", None)
+        in_branch = self.branch.control() is not None
+        control = {
+            "spec_id": self.wire.spec_id,
+            "attempt": self.wire.attempt,
+            "task_id": task_id,
+            "pred": base_id,
+            "record": record,
+            "verdict": _VERDICT[verdict],
+            "message": getattr(report, "cancel_message" if verdict == CANCEL else "terminate_message", None) or "",
+            "results": results,
+            "offers": offers,
+            "dynamic": dynamic,
+            "branch": self.branch.control(),
+            "finalize": self.finalizer() if in_branch else None,
+            "request": (
+                {"metadata": request.metadata, "path": request.path, "requested_by": request.requested_by}
+                if in_branch and request is not None and verdict != CANCEL
+                else None
+            ),
+            "snapshot": request is not None and not in_branch and verdict != CANCEL,
+        }
+        self.outcome = pctx.store.commit(control, blobs)
+        self.after_step(pctx, self.outcome)
+        if request is not None and control["snapshot"] and self.outcome.get("snapshot"):
+            from graflow.distributed.pool_checkpoint import write_from_snapshot
+
+            write_from_snapshot(pctx, request, self.outcome["snapshot"])
+
+    def after_step(self, pctx: PoolContext, outcome: dict[str, Any]) -> None:
+        """Hand what the step made ready to rq; give a finished run's channel its TTL."""
+        status = outcome.get("status")
+        if status == "dup":
+            logger.info(
+                "duplicate commit of %s (attempt %s) ignored: another attempt completed it first",
+                self.wire.task_id, self.wire.attempt,
+            )  # fmt: skip
+        enqueue = outcome.get("enqueue") or []
+        if enqueue:
+            from graflow.crash import crash_point
+
+            # crash point "commit.before_handover": the commit is durable, the successors
+            # are pending in the session but not yet in rq; a redelivery re-drives them.
+            crash_point("commit.before_handover")
+            dispatch.enqueue(
+                pctx.store.client, enqueue, secret_key=pctx.secret_key, skip_existing=status == "dup"
+            )
+        if status == "finished":
+            pctx.store.expire_all()
+
+    # -- failure ---------------------------------------------------------------------
+    def _failed(
+        self,
+        ctx: ExecutionContext,
+        spec: TaskSpec,
+        base_id: str,
+        scheduled: list[TaskSpec] | None,
+        exc: BaseException,
+        queue: LocalTaskQueue,
+    ) -> None:
+        pctx: PoolContext = ctx  # type: ignore[assignment]
+        delay, error = ctx.core.on_failure(spec.task_id, base_id, exc, ctx.retry_controller)
+        w = self.wire
+        message = f"{exc}"
+        control: dict[str, Any] = {
+            "spec_id": w.spec_id,
+            "attempt": w.attempt,
+            "task_id": spec.task_id,
+            "base_id": base_id,
+            "branch": self.branch.control(),
+            "finalize": self.finalizer(),
+            "stop_reason": "task_failed",
+        }
+        blobs: list[bytes] = []
+        if delay is not None:
+            r = self.retry_of
+            retry = msgspec.structs.replace(
+                r,
+                attempt=r.attempt + 1,
+                retry_count=r.retry_count + 1,
+                enqueued_at=time.time(),
+                not_before=time.time() + delay if delay > 0 else 0.0,
+            )
+            control.update(
+                mode="retry", retry=encode(retry).decode(), retry_id=retry.spec_id, error={"message": message}
+            )
+            outcome = pctx.store.fail(control)
+            if outcome.get("status") == "retry":
+                dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
+            self.outcome = outcome
+            return
+        try:
+            blobs.append(dumps(error, Purpose.VALUE, secret_key=pctx.secret_key))
+        except Exception:  # an exception that cannot be pickled is reported by text
+            blobs = []
+        control.update(
+            mode="final",
+            error={
+                "type": type(error).__name__,
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(exc)),
+                "blob": len(blobs),
+            },
+        )
+        try:
+            ctx.channel.set(f"{spec.task_id}.__result__", exc)  # the failing task's result (§7.7)
+        except Exception:
+            logger.debug("could not store the exception of %s as its result", spec.task_id, exc_info=True)
+        self.outcome = pctx.store.fail(control, blobs)
+        self.after_step(pctx, self.outcome)
+
+
+__all__ = ["Branch", "PoolEngine"]

@@ -1,0 +1,249 @@
+"""``WorkflowRun``: follow, wait for, cancel or purge a pooled run from any process (§16.1)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graflow import keys
+from graflow.codec import Purpose, SecretKey, loads
+from graflow.distributed.session import FINAL_STATES, SessionStore
+from graflow.exceptions import (
+    GraflowRuntimeError,
+    GraflowWorkflowCanceledError,
+    MaxStepsExceeded,
+    SessionNotFoundError,
+    WorkflowFailedError,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from graflow.channels.redis_channel import RedisChannel
+    from graflow.core.graph import TaskGraph
+
+logger = logging.getLogger("graflow.distributed")
+
+
+@dataclass
+class RunStatus:
+    """One consistent read of a run's state."""
+
+    session_id: str
+    state: str
+    stop_reason: str | None = None
+    steps: int = 0
+    max_steps: int = 0
+    completed: int = 0
+    pending: int = 0
+    running: int = 0
+    failed_task: str | None = None
+    error: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    last_checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def max_steps_reached(self) -> bool:
+        return self.stop_reason == "max_steps"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(done=self.done, max_steps_reached=self.max_steps_reached)
+        return out
+
+
+def _num(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+class WorkflowRun:
+    """A handle on a run executing on the pool."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        client: Any = None,
+        redis_url: str = "redis://localhost:6379/0",
+        key_prefix: str = keys.DEFAULT_PREFIX,
+        secret_key: SecretKey = None,
+    ) -> None:
+        from graflow.distributed.submit import connect
+
+        self.session_id = session_id
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self.secret_key = secret_key
+        self.client = client if client is not None else connect(redis_url)
+        self.store = SessionStore(self.client, key_prefix, session_id)
+        self._channel: RedisChannel | None = None
+
+    @classmethod
+    def attach(
+        cls,
+        session_id: str,
+        redis_url: str = "redis://localhost:6379/0",
+        *,
+        key_prefix: str = keys.DEFAULT_PREFIX,
+        secret_key: SecretKey = None,
+    ) -> WorkflowRun:
+        run = cls(session_id, redis_url=redis_url, key_prefix=key_prefix, secret_key=secret_key)
+        if not run._guard(run.store.exists):
+            from graflow.redisconn import mask_url
+
+            raise SessionNotFoundError(session_id, f"{mask_url(redis_url)} under prefix {key_prefix!r}")
+        return run
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: str,
+        redis_url: str | None = None,
+        *,
+        queue: str | None = None,
+        secret_key: SecretKey = None,
+        graph: TaskGraph | None = None,
+        strict_graph: bool = False,
+        force: bool = False,
+    ) -> WorkflowRun:
+        """Put a Redis-backed checkpoint's pending work back on the pool (§16.5)."""
+        from graflow.distributed.pool_resume import resume_on_pool
+
+        return resume_on_pool(
+            checkpoint, redis_url, queue=queue, secret_key=secret_key, graph=graph,
+            strict_graph=strict_graph, force=force,
+        )  # fmt: skip
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        from graflow.redisconn import wrap_connection_errors
+
+        with wrap_connection_errors(self.redis_url):
+            return fn(*args)
+
+    @property
+    def channel(self) -> RedisChannel:
+        if self._channel is None:
+            from graflow.channels.redis_channel import RedisChannel
+
+            self._channel = RedisChannel(
+                self.session_id, redis_client=self.client, key_prefix=self.key_prefix, secret_key=self.secret_key
+            )
+        return self._channel
+
+    def status(self) -> RunStatus:
+        meta, completed, pending, running = self._guard(self.store.status_snapshot)
+        if not meta:
+            raise SessionNotFoundError(self.session_id)
+        return RunStatus(
+            session_id=self.session_id,
+            state=meta.get("state", "unknown"),
+            stop_reason=meta.get("stop_reason") or None,
+            steps=int(meta.get("steps") or 0),
+            max_steps=int(meta.get("max_steps") or 0),
+            completed=completed,
+            pending=pending,
+            running=running,
+            failed_task=meta.get("failed_task") or None,
+            error=meta.get("error") or None,
+            created_at=_num(meta.get("created_at")),
+            updated_at=_num(meta.get("updated_at")),
+            last_checkpoint=meta.get("last_checkpoint") or None,
+            extra=meta,
+        )
+
+    def get_result(self, task_id: str, default: Any = None) -> Any:
+        return self._guard(self.channel.get, f"{task_id}.__result__", default)
+
+    def _final_result(self, status: RunStatus) -> Any:
+        if status.state in ("completed", "terminated"):
+            if status.max_steps_reached:
+                warn(
+                    MaxStepsExceeded,
+                    f"session {self.session_id} stopped at max_steps={status.max_steps}; "
+                    "resume it from a checkpoint with a higher limit to continue",
+                    logger,
+                )
+            last = status.extra.get("last_task")
+            return self.get_result(last) if last else None
+        if status.state == "canceled":
+            raise GraflowWorkflowCanceledError(status.error or "workflow canceled", status.failed_task)
+        cause = None
+        blob = self._guard(self.store.error_blob)
+        if blob:
+            try:
+                cause = loads(blob, Purpose.VALUE, secret_key=self.secret_key, source="the run's error", from_redis=True)
+            except Exception:
+                cause = None
+        raise WorkflowFailedError(
+            f"run {self.session_id} failed in task {status.failed_task!r}: {status.error}",
+            task_id=status.failed_task,
+            error_type=status.extra.get("error_type") or None,
+            remote_traceback=status.extra.get("traceback") or None,
+            cause=cause if isinstance(cause, BaseException) else None,
+        )
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the run ends; return its result or raise its error (§16.1)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._guard(pubsub.subscribe, self.store.keys.events)
+            while True:
+                status = self.status()
+                if status.done:
+                    return self._final_result(status)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(
+                        f"run {self.session_id} still {status.state} after {timeout}s "
+                        f"({status.completed} completed, {status.pending} pending, {status.running} running)"
+                    )
+                self._guard(pubsub.get_message, True, 1.0 if left is None else max(0.0, min(1.0, left)))
+        finally:
+            pubsub.close()
+
+    def result(self) -> Any:
+        return self.wait(timeout=0)
+
+    def cancel(self, reason: str = "canceled by user") -> bool:
+        """End the run now: queued jobs are dropped; running tasks finish without scheduling."""
+        outcome = self._guard(self.store.end_run, "canceled", "run_canceled", reason)
+        if outcome.get("status") != "finished":
+            return False
+        self._drop_jobs(outcome.get("pending") or [])
+        self._guard(self.store.expire_all)
+        return True
+
+    def _drop_jobs(self, pending: list[Any]) -> None:
+        from graflow.distributed import dispatch
+        from graflow.distributed.spec import decode
+
+        for raw in pending:
+            try:
+                spec = decode(raw)
+                queue = dispatch.rq_queue(self.client, spec.queue)
+                queue.remove(dispatch.job_id(spec))
+            except Exception:
+                logger.debug("could not drop a queued job of %s", self.session_id, exc_info=True)
+
+    def purge(self, force: bool = False) -> None:
+        """Delete every key of the session."""
+        status = self.status()
+        if not status.done and not force:
+            raise GraflowRuntimeError(
+                f"run {self.session_id} is still {status.state}; cancel it first or purge(force=True)"
+            )
+        self._guard(self.store.purge)
+
+    def __repr__(self) -> str:
+        return f"WorkflowRun({self.session_id!r})"
+
+
+__all__ = ["RunStatus", "WorkflowRun"]

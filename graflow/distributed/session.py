@@ -1,0 +1,206 @@
+"""One pooled run's state in Redis: creation, the atomic steps, and consistent reads (§16.3)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from graflow import keys
+from graflow.distributed import scripts
+
+FINAL_STATES = frozenset({"completed", "failed", "canceled", "terminated"})
+DEFAULT_SESSION_TTL = 604800
+
+_scripts: dict[str, Any] = {}
+_scripts_lock = threading.Lock()
+_json = msgspec.json.Encoder()
+
+
+def session_ttl() -> int:
+    return int(os.environ.get("GRAFLOW_SESSION_TTL", DEFAULT_SESSION_TTL))
+
+
+def _script(client: Any, name: str) -> Any:
+    script = _scripts.get(name)
+    if script is None:
+        with _scripts_lock:
+            script = _scripts.get(name)
+            if script is None:
+                script = _scripts[name] = client.register_script(getattr(scripts, name))
+    return script
+
+
+def _decode(raw: Any) -> dict[str, Any]:
+    result: dict[str, Any] = msgspec.json.decode(raw)
+    return result
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SessionStore:
+    """Reads and atomic writes of one session; ``client`` is a binary redis-py client."""
+
+    def __init__(self, client: Any, prefix: str, session_id: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.session_id = session_id
+        self.keys = keys.SessionKeys(prefix, session_id)
+
+    def _run(self, name: str, argv: list[Any]) -> dict[str, Any]:
+        return _decode(_script(self.client, name)(keys=[self.keys.root], args=argv, client=self.client))
+
+    # -- creation ------------------------------------------------------------------
+    def create(self, fields: dict[str, Any], pending: dict[str, bytes], *, replace: bool = False) -> None:
+        """Write a new session (state ``queued``) and its first activations in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        if replace:
+            for name in (self.keys.pending, self.keys.running, self.keys.handover):
+                pipe.delete(name)
+        now = time.time()
+        meta = {"state": "queued", "created_at": now, "updated_at": now, "seq": 0, **fields}
+        pipe.hset(self.keys.meta, mapping={k: _field(v) for k, v in meta.items()})
+        if pending:
+            pipe.hset(self.keys.pending, mapping=pending)
+        pipe.execute()
+
+    # -- the atomic steps ----------------------------------------------------------
+    def start(self, spec_id: str, worker: str, attempt: int, base_id: str, count_cycle: bool) -> dict[str, Any]:
+        argv = [spec_id, worker, attempt, time.time(), base_id, "1" if count_cycle else "0"]
+        return self._run("START", argv)
+
+    def commit(self, control: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+        control.setdefault("now", time.time())
+        control.setdefault("ttl", session_ttl())
+        return self._run("COMMIT", [_json.encode(control), *blobs])
+
+    def fail(self, control: dict[str, Any], blobs: list[bytes] | None = None) -> dict[str, Any]:
+        control.setdefault("now", time.time())
+        control.setdefault("ttl", session_ttl())
+        return self._run("FAIL", [_json.encode(control), *(blobs or [])])
+
+    def group_start(self, control: dict[str, Any]) -> dict[str, Any]:
+        control.setdefault("now", time.time())
+        return self._run("GROUP_START", [_json.encode(control)])
+
+    def end_run(self, state: str, stop_reason: str, message: str = "") -> dict[str, Any]:
+        """End the run from outside a task (cancel, a rejected payload, a lost graph)."""
+        return self._run("END_RUN", [state, stop_reason, message, time.time(), session_ttl()])
+
+    # -- reads ---------------------------------------------------------------------
+    def exists(self) -> bool:
+        return bool(self.client.exists(self.keys.meta))
+
+    def meta(self) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.meta)
+        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "error_blob"}
+
+    def error_blob(self) -> bytes | None:
+        blob: bytes | None = self.client.hget(self.keys.meta, "error_blob")
+        return blob
+
+    def status_snapshot(self) -> tuple[dict[str, str], int, int, int]:
+        """(meta, completed, pending, running) read in one MULTI for a consistent view."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.keys.meta)
+        pipe.zcard(self.keys.completed)
+        pipe.hlen(self.keys.pending)
+        pipe.hlen(self.keys.running)
+        meta, completed, pending, running = pipe.execute()
+        fields = {_text(k): _text(v) for k, v in meta.items() if _text(k) != "error_blob"}
+        return fields, int(completed), int(pending), int(running)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The scheduling state in one MULTI (the same fields the commit script snapshots)."""
+        k = self.keys
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(k.meta, "steps")
+        pipe.zrange(k.completed, 0, -1)
+        for name in (k.cycles, k.retries, k.joins):
+            pipe.hgetall(name)
+        pipe.smembers(k.known)
+        pipe.hvals(k.pending)
+        pipe.hvals(k.running)
+        steps, completed, cycles, retries, joins, known, pending, running = pipe.execute()
+
+        def flat(d: dict[Any, Any]) -> list[Any]:
+            return [x for kv in d.items() for x in kv]
+
+        return {
+            "steps": int(steps or 0),
+            "completed": [_text(c) for c in completed],
+            "cycles": flat(cycles),
+            "retries": flat(retries),
+            "joins": flat(joins),
+            "known": [_text(t) for t in known],
+            "pending": pending,
+            "running": running,
+        }
+
+    def group(self, run: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.group(run))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def is_known(self, task_id: str) -> bool:
+        return bool(self.client.sismember(self.keys.known, task_id))
+
+    def dynamic_blob(self, task_id: str) -> bytes | None:
+        blob: bytes | None = self.client.get(self.keys.dynamic_task(task_id))
+        return blob
+
+    def pending_specs(self) -> list[bytes]:
+        return list(self.client.hvals(self.keys.pending))
+
+    def completed(self) -> list[str]:
+        return [_text(t) for t in self.client.zrange(self.keys.completed, 0, -1)]
+
+    def events(self, count: int = 20) -> list[dict[str, Any]]:
+        """The last ``count`` events, oldest first."""
+        out = []
+        for entry_id, fields in reversed(self.client.xrevrange(self.keys.log, count=count)):
+            data = {_text(k): _text(v) for k, v in fields.items()}
+            ms = int(_text(entry_id).split("-")[0])
+            out.append({"time": ms / 1000.0, "event": data.get("event", ""), "data": _decode(data.get("data", "{}"))})
+        return out
+
+    def expire_all(self, ttl: int | None = None) -> None:
+        """Give the session's channel data and locks the session TTL (the scripts cover the rest)."""
+        ttl = session_ttl() if ttl is None else ttl
+        pipe = self.client.pipeline(transaction=False)
+        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
+            for name in self.client.scan_iter(match=pattern, count=1000):
+                pipe.expire(name, ttl, nx=True)  # a TTL the task chose itself stays
+        pipe.execute()
+
+    def persist_channel(self) -> None:
+        """Drop the expiry a finished run gave its channel data (the run is live again)."""
+        pipe = self.client.pipeline(transaction=False)
+        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
+            for name in self.client.scan_iter(match=pattern, count=1000):
+                pipe.persist(name)
+        pipe.execute()
+
+    def purge(self) -> int:
+        """Delete every key of the session; returns how many."""
+        names: list[Any] = list(self.keys.fixed())
+        names += [self.keys.dynamic_task(_text(t)) for t in self.client.smembers(self.keys.known)]
+        names += [self.keys.group(_text(g)) for g in self.client.smembers(self.keys.groups)]
+        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
+            names += list(self.client.scan_iter(match=pattern, count=1000))
+        return int(self.client.unlink(*names)) if names else 0
+
+
+def _field(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+__all__ = ["DEFAULT_SESSION_TTL", "FINAL_STATES", "SessionStore", "session_ttl"]

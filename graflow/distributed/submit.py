@@ -1,0 +1,97 @@
+"""Hand a whole run to the worker pool (§16.1); the producer may exit right after."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from graflow import keys
+from graflow.codec import SecretKey
+from graflow.distributed import dispatch
+from graflow.distributed.session import SessionStore
+from graflow.distributed.spec import TaskSpec as Wire
+from graflow.distributed.spec import encode
+
+if TYPE_CHECKING:
+    from graflow.core.graph import TaskGraph
+    from graflow.core.workflow import WorkflowContext
+    from graflow.distributed.run import WorkflowRun
+
+
+def connect(redis_url: str) -> Any:
+    """A binary client for ``redis_url`` that answers (``RedisUnavailableError`` otherwise)."""
+    from graflow.redisconn import client_from, wrap_connection_errors
+
+    client = client_from(url=redis_url)
+    with wrap_connection_errors(redis_url):
+        client.ping()
+    return client
+
+
+def submit(
+    graph: TaskGraph | WorkflowContext,
+    redis_url: str = "redis://localhost:6379/0",
+    *,
+    queue: str = "graflow",
+    initial_channel: dict[str, Any] | None = None,
+    start_node: str | None = None,
+    max_steps: int = 10000,
+    secret_key: SecretKey = None,
+    key_prefix: str = keys.DEFAULT_PREFIX,
+    default_max_cycles: int = 10,
+    default_max_retries: int = 0,
+    session_id: str | None = None,
+) -> WorkflowRun:
+    """Upload the graph, create the session, enqueue the start task, return a handle."""
+    from graflow.channels.redis_channel import RedisChannel
+    from graflow.coordination.graph_store import GraphStore, pickle_graph
+    from graflow.core.fingerprint import graph_fingerprint
+    from graflow.core.workflow import WorkflowContext, resolve_start_node
+    from graflow.distributed.run import WorkflowRun
+    from graflow.redisconn import wrap_connection_errors
+
+    name = graph.name if isinstance(graph, WorkflowContext) else "workflow"
+    task_graph = graph.graph if isinstance(graph, WorkflowContext) else graph
+    start = resolve_start_node(task_graph, start_node, name)
+    payload, graph_hash = pickle_graph(task_graph)
+    client = connect(redis_url)
+    session_id = session_id or uuid.uuid4().hex
+    with wrap_connection_errors(redis_url):
+        GraphStore(client, key_prefix, secret_key=secret_key).save_pickled(payload, graph_hash)
+        if initial_channel:
+            channel = RedisChannel(session_id, redis_client=client, key_prefix=key_prefix, secret_key=secret_key)
+            for k, v in initial_channel.items():
+                channel.set(k, v)
+        first = Wire(
+            session_id=session_id,
+            task_id=start,
+            graph_hash=graph_hash,
+            trace_id=session_id,
+            spec_id=uuid.uuid4().hex,
+            enqueued_at=time.time(),
+            queue=queue,
+            key_prefix=key_prefix,
+        )
+        store = SessionStore(client, key_prefix, session_id)
+        store.create(
+            {
+                "start_node": start,
+                "max_steps": max_steps,
+                "graph_hash": graph_hash,
+                "graph_fingerprint": graph_fingerprint(task_graph),
+                "queue": queue,
+                "trace_id": session_id,
+                "workflow_name": name,
+                "default_max_cycles": default_max_cycles,
+                "default_max_retries": default_max_retries,
+                "steps": 0,
+                "key_prefix": key_prefix,
+            },
+            {first.spec_id: encode(first)},
+        )
+        dispatch.enqueue(client, [first], secret_key=secret_key)
+    return WorkflowRun(session_id, client=client, redis_url=redis_url, key_prefix=key_prefix, secret_key=secret_key)
+
+
+__all__ = ["connect", "submit"]

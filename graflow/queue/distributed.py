@@ -1,0 +1,87 @@
+"""Upstream's Redis-backed task queue, on rq (§16.8 kept names)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from graflow import keys
+from graflow.queue.base import TaskQueue, TaskSpec
+
+
+class DistributedTaskQueue(TaskQueue):
+    """Activations as rq jobs on queue ``key_prefix``; graphs uploaded on first use."""
+
+    def __init__(
+        self,
+        redis_client: Any = None,
+        host: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        key_prefix: str = keys.DEFAULT_PREFIX,
+        graph_store: Any = None,
+    ) -> None:
+        from graflow.coordination.graph_store import GraphStore
+        from graflow.redisconn import client_from
+
+        self.redis_client = client_from(redis_client=redis_client, host=host, port=port, db=db)
+        self.key_prefix = key_prefix
+        self.graph_store = graph_store or GraphStore(self.redis_client, key_prefix)
+
+    @property
+    def rq_queue(self) -> Any:
+        from graflow.distributed.dispatch import rq_queue
+
+        return rq_queue(self.redis_client, self.key_prefix)
+
+    def enqueue(self, task_spec: TaskSpec) -> bool:
+        """Upload the spec's graph if needed and add one rq job for it."""
+        from graflow.distributed import dispatch
+
+        ctx = task_spec.execution_context
+        if ctx is not None and not ctx.graph_hash:
+            ctx.graph_hash = self.graph_store.save(ctx.graph)
+        wire = task_spec.to_wire(queue=self.key_prefix, key_prefix=self.key_prefix, enqueued_at=time.time())
+        dispatch.enqueue(self.redis_client, [wire])
+        return True
+
+    def dequeue(self) -> TaskSpec | None:
+        """Take the next job off the queue as an in-process ``TaskSpec`` (the caller now owns it)."""
+        from rq.job import Job
+        from rq.serializers import JSONSerializer
+
+        from graflow.distributed.spec import decode
+
+        job_id = self.rq_queue.pop_job_id()
+        if job_id is None:
+            return None
+        job = Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
+                        connection=self.redis_client, serializer=JSONSerializer)  # fmt: skip
+        wire = decode(job.args[0])
+        graph = self.graph_store.load(wire.graph_hash)
+        task = graph.task(wire.task_id) or graph.find(wire.task_id)
+        if task is None:
+            return None
+        return TaskSpec(
+            task, None, retry_count=wire.retry_count, group_id=wire.group_id, trace_id=wire.trace_id,
+            parent_task_id=wire.parent_task_id, dynamic=wire.dynamic, attempt=wire.attempt,
+            redeliveries=wire.redeliveries, _spec_id=wire.spec_id,
+        )  # fmt: skip
+
+    def is_empty(self) -> bool:
+        return self.size() == 0
+
+    def size(self) -> int:
+        return int(self.rq_queue.count)
+
+    def to_list(self) -> list[str]:
+        return list(self.rq_queue.job_ids)
+
+    def cleanup(self) -> None:
+        """Remove every job waiting on this queue."""
+        self.rq_queue.empty()
+
+
+RedisTaskQueue = DistributedTaskQueue
+
+__all__ = ["DistributedTaskQueue", "RedisTaskQueue"]

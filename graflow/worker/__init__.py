@@ -1,0 +1,13 @@
+"""The worker runtime: ``graflow worker`` and ``python -m graflow.worker.main`` (§16.7).
+
+Kept light on purpose: importing ``graflow.worker`` pulls in neither redis nor rq, so
+``graflow.worker.jobs`` (the rq job function) and the CLI load only what they use.
+Modules: ``settings`` (flags and environment), ``rq_worker`` (the rq ``Worker``
+subclass with leases), ``runner`` (start-up, exit codes), ``supervisor`` (N
+processes), ``main`` (the upstream-compatible entry point) and ``worker``
+(upstream's threaded ``TaskWorker``).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

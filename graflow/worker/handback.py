@@ -1,0 +1,94 @@
+"""Handing a running job back to its queue when a worker is stopped hard (§16.7).
+
+A second SIGTERM/SIGINT must not lose the running task. The job cannot simply be
+pushed again under its own id: its hash, execution and registry entries describe the
+interrupted attempt. So a copy is enqueued under a new id ``<old_id>-h<n>`` (same
+function, arguments, options and meta), and the interrupted job is recorded in the
+failed registry with the reason, all in one MULTI/EXEC. graflow's job function reads
+the attempt from its own TaskSpec and counts the copy as attempt + 1; the spec itself
+is not touched here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.utils import now
+
+if TYPE_CHECKING:
+    from graflow.worker.rq_worker import GraflowWorker
+
+#: Failed-registry and job TTL when the job names none: as long as a finished session
+#: is kept (``GRAFLOW_SESSION_TTL``'s default), not rq's one year.
+HANDBACK_FAILURE_TTL = 7 * 24 * 3600
+
+_SUFFIX = re.compile(r"^(?P<base>.+)-h(?P<n>\d+)$")
+
+
+def handback_id(job_id: str) -> str:
+    """``abc`` → ``abc-h1``, ``abc-h1`` → ``abc-h2``: ids do not grow with each hand-back."""
+    match = _SUFFIX.match(job_id)
+    if match:
+        return f"{match['base']}-h{int(match['n']) + 1}"
+    return f"{job_id}-h1"
+
+
+def abandoned_reason(worker_name: str) -> str:
+    return f"abandoned: worker {worker_name} stopped by a second signal; handed back"
+
+
+def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
+    """Enqueue a copy of ``job`` at the front of its queue and fail the original."""
+    queue = worker.queue_class(
+        job.origin, connection=worker.connection, serializer=worker.serializer
+    )
+    failure_ttl = job.failure_ttl if job.failure_ttl is not None else HANDBACK_FAILURE_TTL
+    meta: dict[str, Any] = dict(job.meta or {})
+    meta["graflow_handed_back_from"] = job.id
+    new_id = handback_id(job.id)
+    reason = abandoned_reason(worker.name)
+    with worker.connection.pipeline() as pipeline:
+        new_job: Job = queue.enqueue_call(
+            str(job.func_name),
+            args=job.args,
+            kwargs=job.kwargs,
+            timeout=None if job.timeout is None else int(job.timeout),
+            result_ttl=job.result_ttl,
+            ttl=job.ttl,
+            failure_ttl=failure_ttl,
+            description=job.description,
+            job_id=new_id,
+            meta=meta,
+            at_front=True,  # it was already at the head of the line once
+            pipeline=pipeline,
+        )
+        job.ended_at = now()
+        execution = worker.execution
+        job.set_status(JobStatus.FAILED, pipeline=pipeline)
+        # As rq records a failure: the registry entry, and a Result carrying the reason
+        # (``job.latest_result().exc_string``; rq info and dashboards show it).
+        job.failed_job_registry.add(job, ttl=failure_ttl, exc_string=reason, pipeline=pipeline)
+        Result.create_failure(
+            job,
+            failure_ttl,
+            exc_string=reason,
+            worker_name=worker.name,
+            pipeline=pipeline,
+            execution_id=execution.id if execution else None,
+            execution_started_at=execution.created_at if execution else None,
+            execution_ended_at=job.ended_at,
+        )
+        worker.cleanup_execution(job, pipeline=pipeline)  # leaves the started registry
+        pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+        worker.increment_failed_job_count(pipeline=pipeline)
+        pipeline.execute()
+    worker.log.warning(
+        "Worker %s: job %s handed back to %s as %s", worker.name, job.id, job.origin, new_id
+    )
+    return new_job
+
+
+__all__ = ["HANDBACK_FAILURE_TTL", "abandoned_reason", "hand_back_job", "handback_id"]

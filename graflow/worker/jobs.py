@@ -1,0 +1,82 @@
+"""The rq job function every graflow activation runs (§16.2).
+
+``execute_task_spec`` is importable by a plain ``rq worker`` too. It verifies the
+payload's signature before decoding anything, rejects wire versions it does not
+know, and fails the named session with the reason, so a bad payload never runs
+and never goes unnoticed (§15).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from graflow.codec import verify
+from graflow.exceptions import PayloadError, PayloadSignatureError
+
+logger = logging.getLogger("graflow.worker")
+
+
+def _current_connection() -> Any:
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("execute_task_spec must run inside an rq job")
+    return job.connection, job
+
+
+def _reject(connection: Any, spec_json: str, reason: BaseException) -> None:
+    """Fail the session a rejected payload names, when it names one (stop_reason payload_rejected)."""
+    import msgspec
+
+    from graflow.distributed.session import SessionStore
+
+    try:
+        doc = msgspec.json.decode(spec_json)
+        session_id, prefix = str(doc["session_id"]), str(doc.get("key_prefix") or "graflow")
+    except Exception:
+        return
+    message = f"{type(reason).__name__}: {reason}"
+    try:
+        store = SessionStore(connection, prefix, session_id)
+        if store.exists():
+            store.client.hset(store.keys.meta, mapping={"error_type": type(reason).__name__})
+            store.end_run("failed", "payload_rejected", message)
+    except Exception:
+        logger.exception("could not mark session %s as rejected", session_id)
+
+
+def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
+    """Run one activation: verify, decode, execute, commit. Returns nothing (results live in the channel)."""
+    from graflow.distributed.spec import WIRE_VERSION, decode
+
+    connection, job = _current_connection()
+    data = spec_json.encode() if isinstance(spec_json, str) else bytes(spec_json)
+    try:
+        verify(data, hmac_hex, source=f"task payload of rq job {job.id}")
+    except PayloadSignatureError as exc:
+        _reject(connection, data.decode(errors="replace"), exc)
+        raise
+    try:
+        wire = decode(data)
+    except Exception as exc:
+        error = PayloadError(f"task payload of rq job {job.id} is not a graflow TaskSpec: {exc}")
+        _reject(connection, data.decode(errors="replace"), error)
+        raise error from exc
+    if wire.v != WIRE_VERSION:
+        error = PayloadError(
+            f"task payload of rq job {job.id} has wire version {wire.v}; this worker reads version "
+            f"{WIRE_VERSION} — run the same graflow version on producers and workers"
+        )
+        _reject(connection, data.decode(errors="replace"), error)
+        raise error
+    from graflow.distributed.executor import execute
+
+    worker = getattr(job, "worker_name", None) or f"{socket.gethostname()}-{os.getpid()}"
+    execute(connection, wire, str(worker), None)
+
+
+__all__ = ["execute_task_spec"]

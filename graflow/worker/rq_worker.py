@@ -1,0 +1,387 @@
+"""``GraflowWorker``: rq's ``Worker`` with graflow's leases, in-process execution and signals.
+
+Why a subclass and not rq as-is (§16.6, §16.7):
+
+* **Leases.** A running job's lease is its ``{job_id}:{execution_id}`` entry in the
+  queue's ``StartedJobRegistry``; its score is the lease expiry. rq scores it
+  ``now + job_monitoring_interval + 60`` (``+inf`` for ``job_timeout=-1``), far too late
+  for failover. Here the score is ``now + heartbeat`` from the moment the job starts
+  (``prepare_execution``) and is refreshed every ``heartbeat/3`` seconds: by a daemon
+  thread when the job runs in this process, by rq's own parent-side monitor loop
+  (``maintain_heartbeats``) when it runs in a forked work horse.
+* **In-process by default.** rq forks once per job (about 10 ms); the throughput target
+  needs ``SimpleWorker``-style execution, and a dying worker is covered by failover.
+* **Signals.** First SIGTERM/SIGINT: finish the running job, exit 0 (rq's warm
+  shutdown). Second: stop at once, hand the job back (``hand_back``), exit 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import time
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.executions import Execution, ExecutionRegistry
+from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
+from rq.utils import now
+from rq.worker import DequeueStrategy, Worker, WorkerStatus
+
+from graflow.worker.delayed import enqueue_due, seconds_until_next
+from graflow.worker.handback import hand_back_job
+from graflow.worker.heartbeat import HeartbeatThread, ItimerDeathPenalty
+
+log = logging.getLogger(__name__)
+
+#: Seconds ``--burst`` sleeps between looks at delayed jobs that are not yet due.
+_BURST_POLL = 0.25
+
+
+class ColdShutdown(SystemExit):
+    """Raised in the worker by the second signal; rq lets ``SystemExit`` through its loop."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+class GraflowWorker(Worker):
+    """One rq worker process (or, for ``TaskWorker``, one thread) running graflow jobs.
+
+    ``current_job`` is the job being run (``None`` between jobs), ``execution`` its rq
+    execution; ``name`` is the rq worker name recorded on the job (``job.worker_name``)
+    and on the execution, so a reaper can map a started-registry entry to its worker,
+    whose liveness key is ``rq:worker:<name>``.
+    """
+
+    death_penalty_class: type[BaseDeathPenalty] = ItimerDeathPenalty
+    log_result_lifespan = False
+
+    def __init__(
+        self,
+        queues: Any,
+        *,
+        name: str,
+        connection: Any,
+        heartbeat: float = 10.0,
+        fork: bool = False,
+        max_redeliveries: int = 3,
+        serializer: Any = JSONSerializer,
+        death_penalty_class: type[BaseDeathPenalty] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if death_penalty_class is not None:
+            self.death_penalty_class = death_penalty_class
+        self.lease_seconds = float(heartbeat)
+        self.fork = bool(fork)
+        self.max_redeliveries = int(max_redeliveries)
+        self.current_job: Job | None = None
+        #: Signals that arrived before rq installed its handlers (set by the runner).
+        self.pending_signals: list[int] = []
+        self._lease_active = False
+        self._in_job_function = False
+        self._cold_shutdown = False
+        self._last_tick = 0.0
+        self._ticker: HeartbeatThread | None = None
+        kwargs.setdefault("default_result_ttl", 0)  # graflow keeps results itself
+        kwargs.setdefault("worker_ttl", max(20, math.ceil(3 * self.lease_seconds)))
+        super().__init__(
+            queues,
+            name=name,
+            connection=connection,
+            serializer=serializer,
+            job_monitoring_interval=self.refresh_interval,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ hooks
+    def on_job_abandoned(self, job: Job) -> None:
+        """Hook: a forked work horse died while this worker survives (failover re-enqueues)."""
+
+    def on_tick(self) -> None:
+        """Hook: runs at start-up and about every ``heartbeat/3`` s (failover's reaper).
+
+        In-process mode calls it from the heartbeat thread; ``--fork`` mode from the
+        main loop (idle wake-ups and rq's horse-monitor loop).
+        """
+
+    def hand_back(self, job: Job) -> Job:
+        """Give ``job`` back to its queue after a second signal; returns the new job.
+
+        The new job has id ``<old_id>-h<n>`` and the same function, arguments and
+        options; graflow's job function counts it as attempt + 1 from its own spec. The
+        old job goes to the failed registry as ``abandoned: … handed back``.
+        """
+        return hand_back_job(self, job)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def refresh_interval(self) -> float:
+        """Seconds between lease refreshes: a third of the lease."""
+        return self.lease_seconds / 3.0
+
+    @property
+    def cold_shutdown(self) -> bool:
+        return self._cold_shutdown
+
+    @property
+    def stop_requested(self) -> bool:
+        """A signal (or ``rq shutdown``) asked this worker to stop."""
+        return self._shutdown_requested_date is not None or self._cold_shutdown
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Forked mode has no heartbeat thread: wake up often enough to tick.
+        if self.fork:
+            return max(1, math.ceil(self.refresh_interval))
+        return int(super().dequeue_timeout)
+
+    # ---------------------------------------------------------------- leases
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """TTL of rq's bookkeeping keys while a job runs (the lease itself is the score).
+
+        The extra minute keeps the execution hash readable after a lease expired, so the
+        reaper can still see which worker held it.
+        """
+        return math.ceil(self.lease_seconds) + 60
+
+    def lease_score(self) -> float:
+        return time.time() + self.lease_seconds
+
+    def _write_lease(self, pipeline: Any, job: Job, execution: Execution) -> None:
+        # XX and EXPIRE never create anything: a refresh racing with the job's
+        # clean-up cannot resurrect a finished entry.
+        ttl = self.get_heartbeat_ttl(job)
+        registry_key = job.started_job_registry.key
+        pipeline.zadd(registry_key, {execution.composite_key: self.lease_score()}, xx=True)
+        pipeline.expire(execution.key, ttl)
+        pipeline.expire(ExecutionRegistry.key_template.format(job.id), ttl + 60)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """rq's ``prepare_execution`` with the first lease at ``now + heartbeat``."""
+        with self.connection.pipeline() as pipeline:
+            self.execution = Execution.create(
+                job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
+            )
+            self._write_lease(pipeline, job, self.execution)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            pipeline.execute()
+        self.current_job = job
+        self._lease_active = True
+        return self.execution
+
+    def beat(self) -> None:
+        """One heartbeat: rq's worker key and, while a job runs, its lease."""
+        job, execution = self.current_job, self.execution
+        with self.connection.pipeline(transaction=False) as pipeline:
+            self.heartbeat(pipeline=pipeline)
+            if self._lease_active and job is not None and execution is not None:
+                self._write_lease(pipeline, job, execution)
+            results = pipeline.execute()
+        if results and results[0] == 1:  # the worker hash had expired: write it again
+            self.connection.hset(self.key, mapping=self.serialize())
+        self._tick(force=True)
+
+    def maintain_heartbeats(self, job: Job) -> None:
+        """rq's parent-side loop (forked mode) calls this every ``heartbeat/3`` s."""
+        self.beat()
+
+    def heartbeat(self, timeout: float | None = None, pipeline: Any = None) -> None:
+        # rq passes ``job_monitoring_interval + 60`` (a float here); EXPIRE needs an int.
+        super().heartbeat(math.ceil(timeout) if timeout else None, pipeline=pipeline)
+        if self.fork and pipeline is None and not self.is_horse:
+            self._tick()
+
+    def _tick(self, force: bool = False) -> None:
+        moment = time.monotonic()
+        if force or moment - self._last_tick >= self.refresh_interval:
+            self._last_tick = moment
+            try:
+                self.on_tick()
+            except Exception:
+                log.exception("worker %s: on_tick failed", self.name)
+
+    def start_heartbeat_thread(self) -> None:
+        if self._ticker is None and not self.fork:
+            self._ticker = HeartbeatThread(self)
+            self._ticker.start()
+
+    def stop_heartbeat_thread(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop()
+
+    # ------------------------------------------------------------- execution
+    def execute_job(self, job: Job, queue: Queue) -> bool:
+        """Run one job in this process (default) or in a forked horse (``fork=True``).
+
+        Returns whether the job succeeded (always True in forked mode, where only the
+        horse knows). Raises ``ColdShutdown`` after a second signal.
+        """
+        self.current_job = job
+        ok = True
+        try:
+            if self.fork:
+                super().execute_job(job, queue)
+            else:
+                self.prepare_execution(job)
+                ok = bool(self.perform_job(job, queue))
+                self.set_state(WorkerStatus.IDLE)
+        finally:
+            self._lease_active = False
+            self._in_job_function = False
+            self.current_job = None
+        if self._cold_shutdown:
+            raise ColdShutdown()
+        return ok
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self._in_job_function = True
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        self._in_job_function = False
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if self._cold_shutdown and isinstance(exc_info[1], ColdShutdown):
+            self.log.warning("Worker %s: job %s interrupted by a second signal", self.name, job.id)
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        current = self.current_job
+        if self._cold_shutdown and current is not None and current.id == job.id:
+            self.hand_back(job)
+            return
+        super().handle_job_failure(
+            job, queue=queue, started_job_registry=started_job_registry, exc_string=exc_string
+        )
+
+    def handle_work_horse_killed(self, job: Job, retpid: Any, ret_val: Any, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+        if not self._cold_shutdown:
+            self.on_job_abandoned(job)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.horse_pid:  # rq would kill our own process group for pid 0
+            super().kill_horse(sig)
+
+    # ---------------------------------------------------------------- signals
+    def _install_signal_handlers(self) -> None:
+        # work() calls this after forking rq's scheduler process: starting the
+        # heartbeat thread here keeps that fork free of a second thread.
+        self.start_heartbeat_thread()
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+        if self.pending_signals:  # a signal arrived while starting: honour it now
+            self.log.info("Worker %s: stop requested during start-up", self.name)
+            self._shutdown_requested_date = now() - timedelta(seconds=2)
+            self._stop_requested = True
+            signal.signal(signal.SIGINT, self.request_force_stop)
+            signal.signal(signal.SIGTERM, self.request_force_stop)
+            if len(self.pending_signals) > 1:
+                self._cold_shutdown = True
+
+    def _shutdown(self) -> None:
+        # rq counts the worker busy only once the execution is prepared; a job already
+        # dequeued (``current_job``) must also finish rather than be dropped.
+        if self.current_job is not None and self.get_state() != WorkerStatus.BUSY:
+            self._stop_requested = True
+            self.set_shutdown_requested_date()  # type: ignore[no-untyped-call]
+            self.stop_scheduler()
+            return
+        super()._shutdown()  # type: ignore[no-untyped-call]
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Second signal: stop at once; the running job is handed back, exit code 1."""
+        requested = self._shutdown_requested_date
+        if requested is not None and now() - requested < timedelta(seconds=1):
+            # rq's guard: a pool or a terminal may deliver one Ctrl+C twice.
+            return
+        if not self._cold_shutdown:
+            self.log.warning("Worker %s: cold shut down", self.name)
+        self._cold_shutdown = True
+        if self.fork:
+            # The monitor loop sees the horse die and calls handle_job_failure,
+            # which hands the job back outside this signal handler.
+            self.kill_horse()
+            return
+        if self._in_job_function:
+            self._in_job_function = False
+            raise ColdShutdown()
+
+    # ----------------------------------------------------------------- loop
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        self._tick(force=True)
+
+    def stop_scheduler(self) -> None:
+        """Signal rq's scheduler process to stop, without rq's ``join``.
+
+        rq joins here, inside the SIGTERM handler: in-process, that would freeze the
+        running job for up to a scheduler interval. ``teardown`` joins instead.
+        """
+        process = self.scheduler._process if self.scheduler else None
+        if process is not None and process.pid:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+
+    def teardown(self) -> None:
+        self.stop_heartbeat_thread()
+        super().teardown()  # type: ignore[no-untyped-call]
+        process = self.scheduler._process if self.scheduler else None
+        if process is not None and not self.is_horse and not self._cold_shutdown:
+            process.join(5)  # it has been told to stop; a cold stop does not wait
+
+    def work(
+        self,
+        burst: bool = False,
+        logging_level: str | None = None,
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+        max_jobs: int | None = None,
+        max_idle_time: int | None = None,
+        with_scheduler: bool = True,
+        dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT,
+    ) -> bool:
+        """rq's loop with the scheduler on by default, so delayed retries run."""
+        try:
+            return super().work(
+                burst, logging_level, date_format, log_format, max_jobs, max_idle_time,
+                with_scheduler, dequeue_strategy,
+            )  # fmt: skip
+        finally:
+            self.stop_heartbeat_thread()
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """rq's dequeue; in burst mode, empty queues with delayed jobs still pending wait
+        for them (a retry is part of the queue's work, not a reason to stop)."""
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is not None:
+                self.current_job = result[0]  # from here on a stop signal lets it run
+                return result
+            if timeout is not None or self._stop_requested:
+                return None
+            due_in = seconds_until_next(self.connection, self.queues)
+            if due_in is None:
+                return None
+            if due_in > 0:
+                time.sleep(min(due_in, _BURST_POLL))
+            elif not enqueue_due(self.connection, self.queues, self.serializer):
+                time.sleep(_BURST_POLL)  # another scheduler holds the lock and moves them
+
+
+__all__ = ["ColdShutdown", "GraflowWorker", "ItimerDeathPenalty"]

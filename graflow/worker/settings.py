@@ -1,0 +1,179 @@
+"""What a worker process is told to do, resolved once from flags and environment (§16.7, §18).
+
+One frozen object is built by both entry points (``graflow worker`` and the
+upstream-compatible ``python -m graflow.worker.main``) so that they run the same code
+with the same precedence rules: a flag beats a graflow variable, which beats a generic
+variable, which beats the default. The URL keeps its password (the worker needs it),
+so it is left out of ``repr`` and shown only through ``display_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from graflow.exceptions import ConfigError
+from graflow.keys import DEFAULT_PREFIX
+from graflow.redisconn import mask_url, parse_redis_url
+
+if TYPE_CHECKING:
+    import redis
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_HEARTBEAT = 10.0
+DEFAULT_MAX_REDELIVERIES = 3
+#: The shortest lease we accept: below this, ordinary GC pauses would expire leases.
+MIN_HEARTBEAT = 0.5
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything one ``graflow worker`` invocation needs; build it with ``from_env_and_args``."""
+
+    url: str = field(default=DEFAULT_URL, repr=False)
+    queues: tuple[str, ...] = (DEFAULT_PREFIX,)
+    concurrency: int = 1
+    burst: bool = False
+    name: str = ""
+    prefix: str = DEFAULT_PREFIX
+    heartbeat: float = DEFAULT_HEARTBEAT
+    max_redeliveries: int = DEFAULT_MAX_REDELIVERIES
+    imports: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    fork: bool = False
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked: the only form that may be logged or printed."""
+        return mask_url(self.url)
+
+    @property
+    def password(self) -> str | None:
+        return parse_redis_url(self.url)[1]
+
+    @property
+    def ssl(self) -> bool:
+        return urlsplit(self.url).scheme.lower() == "rediss"
+
+    def connect(self) -> redis.Redis:
+        """A binary (``decode_responses=False``) client, as rq requires; TLS for ``rediss://``."""
+        from graflow.redisconn import client_from
+
+        return client_from(url=self.url, decode=False)
+
+    def worker_names(self) -> list[str]:
+        """``[name]`` for one process, else ``name-1 … name-N`` (rq names must be unique)."""
+        if self.concurrency == 1:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, self.concurrency + 1)]
+
+    @classmethod
+    def from_env_and_args(
+        cls,
+        *,
+        url: str | None = None,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        burst: bool = False,
+        name: str | None = None,
+        prefix: str | None = None,
+        heartbeat: float | None = None,
+        max_redeliveries: int | None = None,
+        imports: Sequence[str] = (),
+        log_level: str | None = None,
+        fork: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> WorkerSettings:
+        """Resolve flags (``None`` = not given) against ``env`` (default ``os.environ``).
+
+        Raises ``ConfigError`` (exit 2) for values that cannot work, naming the flag.
+        """
+        env = os.environ if env is None else env
+        raw_url = url or env.get("GRAFLOW_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
+        final_url = _fill_password(raw_url, env.get("REDIS_PASSWORD") or None)
+        final_prefix = prefix or env.get("GRAFLOW_KEY_PREFIX") or DEFAULT_PREFIX
+        final_queues = tuple(_dedupe(queues)) if queues else (final_prefix,)
+        if any(not q or q != q.strip() for q in final_queues):
+            raise ConfigError(f"bad --queue value in {list(final_queues)!r} — use non-empty names")
+        final_concurrency = 1 if concurrency is None else int(concurrency)
+        if final_concurrency < 1:
+            raise ConfigError(f"--concurrency {final_concurrency} is invalid — use 1 or more")
+        final_heartbeat = _number(
+            heartbeat,
+            env.get("GRAFLOW_HEARTBEAT"),
+            DEFAULT_HEARTBEAT,
+            "--heartbeat/GRAFLOW_HEARTBEAT",
+        )
+        if not final_heartbeat >= MIN_HEARTBEAT:
+            raise ConfigError(
+                f"--heartbeat {final_heartbeat} is too short — use at least {MIN_HEARTBEAT} seconds"
+            )
+        redeliveries = _number(
+            max_redeliveries,
+            env.get("GRAFLOW_MAX_REDELIVERIES"),
+            DEFAULT_MAX_REDELIVERIES,
+            "--max-redeliveries/GRAFLOW_MAX_REDELIVERIES",
+        )
+        if redeliveries < 0 or redeliveries != int(redeliveries):
+            raise ConfigError(f"--max-redeliveries {redeliveries} is invalid — use 0 or more")
+        level = (log_level or "INFO").upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"--log-level {log_level} is unknown — use one of {', '.join(LOG_LEVELS)}"
+            )
+        return cls(
+            url=final_url,
+            queues=final_queues,
+            concurrency=final_concurrency,
+            burst=bool(burst),
+            name=name or f"{socket.gethostname()}-{os.getpid()}",
+            prefix=final_prefix,
+            heartbeat=final_heartbeat,
+            max_redeliveries=int(redeliveries),
+            imports=tuple(imports),
+            log_level=level,
+            fork=bool(fork),
+        )
+
+
+def _dedupe(items: Sequence[str]) -> list[str]:
+    """Keep the first occurrence: repeated ``--queue`` flags are a priority order."""
+    seen: list[str] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _number(flag: float | None, env_value: str | None, default: float, what: str) -> float:
+    if flag is not None:
+        return float(flag)
+    if env_value is None or not env_value.strip():
+        return float(default)
+    try:
+        return float(env_value)
+    except ValueError:
+        raise ConfigError(f"{what} is {env_value!r}, not a number — set a number") from None
+
+
+def _fill_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` added when the URL has none (``REDIS_PASSWORD``, §16.7)."""
+    _desc, existing = parse_redis_url(url)  # also validates the scheme (ConfigError)
+    if existing is not None or not password:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    user = ""
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+    auth = f"{quote(unquote(user), safe='')}:{quote(password, safe='')}@"
+    return urlunsplit((parts.scheme, auth + netloc, parts.path, parts.query, parts.fragment))
+
+
+__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_MAX_REDELIVERIES", "DEFAULT_URL", "WorkerSettings"]

@@ -1,0 +1,92 @@
+"""Real worker subprocesses for tests: a pool serving one private queue and key prefix."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_env(extra_paths: list[str] | None = None, **env: str) -> dict[str, str]:
+    out = dict(os.environ)
+    paths = [str(ROOT), *(extra_paths or [])]
+    if out.get("PYTHONPATH"):
+        paths.append(out["PYTHONPATH"])
+    out["PYTHONPATH"] = os.pathsep.join(paths)
+    out.update(env)
+    return out
+
+
+class Pool:
+    """``size`` ``graflow worker`` processes on queue == prefix == a fresh name."""
+
+    def __init__(self, redis_url: str, size: int = 2, *, extra_paths: list[str] | None = None,
+                 prefix: str | None = None, args: list[str] | None = None, **env: str) -> None:  # fmt: skip
+        self.redis_url = redis_url
+        self.prefix = prefix or f"gfpool{uuid.uuid4().hex[:10]}"
+        self.queue = self.prefix
+        self.size = size
+        self.extra_paths = extra_paths or []
+        self.args = args or []
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, name: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "graflow", "worker", "--url", self.redis_url, "--queue", self.queue,
+               "--prefix", self.prefix, "--name", name or f"{self.prefix}-w{len(self.procs)}", *self.args]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=worker_env(self.extra_paths, **{**self.env, **env}), start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> Pool:
+        for _ in range(self.size):
+            self.start_worker()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Until every worker has registered with rq."""
+        import redis
+        from rq import Worker
+
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            names = [w.name for w in Worker.all(connection=client) if w.name.startswith(self.prefix)]
+            if len(names) >= len([p for p in self.procs if p.poll() is None]):
+                return
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"worker exited early: {dead[0].stderr.read().decode() if dead[0].stderr else ''}")
+            time.sleep(0.05)
+        raise RuntimeError("workers did not register in time")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait(10)
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*"):
+            names = list(client.scan_iter(match=pattern, count=1000))
+            if names:
+                client.unlink(*names)
