@@ -37,14 +37,21 @@ class Pool:
         self.args = args or []
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[str] = []
 
     def start_worker(self, name: str | None = None, **env: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "graflow", "worker", "--url", self.redis_url, "--queue", self.queue,
                "--prefix", self.prefix, "--name", name or f"{self.prefix}-w{len(self.procs)}", *self.args]  # fmt: skip
+        import tempfile
+
+        # Worker logs go to a file: a pipe nobody reads would fill and block the worker.
+        log = tempfile.NamedTemporaryFile(prefix=f"{self.prefix}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.logs.append(log.name)
         proc = subprocess.Popen(
             cmd, env=worker_env(self.extra_paths, **{**self.env, **env}), start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        log.close()
         self.procs.append(proc)
         return proc
 
@@ -65,11 +72,15 @@ class Pool:
             names = [w.name for w in Worker.all(connection=client) if w.name.startswith(self.prefix)]
             if len(names) >= len([p for p in self.procs if p.poll() is None]):
                 return
-            dead = [p for p in self.procs if p.poll() is not None]
+            dead = [i for i, p in enumerate(self.procs) if p.poll() is not None]
             if dead:
-                raise RuntimeError(f"worker exited early: {dead[0].stderr.read().decode() if dead[0].stderr else ''}")
+                raise RuntimeError(f"worker exited early: {self.log_text(dead[0])}")
             time.sleep(0.05)
         raise RuntimeError("workers did not register in time")
+
+    def log_text(self, index: int) -> str:
+        with open(self.logs[index], errors="replace") as f:
+            return f.read()[-4000:]
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
@@ -80,6 +91,8 @@ class Pool:
                 os.killpg(proc.pid, signal.SIGKILL)
         for proc in self.procs:
             proc.wait(10)
+        for path in self.logs:
+            os.unlink(path)
         self.cleanup()
 
     def cleanup(self) -> None:

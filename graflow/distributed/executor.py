@@ -112,7 +112,13 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
         redeliveries=wire.redeliveries, resuming=wire.resuming, _spec_id=wire.spec_id,
     )  # fmt: skip
     engine = PoolEngine(wire, branch, worker)
-    engine.attempt(ctx, local, ctx.task_queue, None)
+    try:
+        engine.attempt(ctx, local, ctx.task_queue, None)
+    except Exception as exc:
+        # Raised outside the task body (an unknown handler, a broken tracer…): the run
+        # fails with it, as in-process, instead of waiting forever on a dead activation.
+        engine.fail_final(ctx, wire.task_id, exc, exc)
+        raise
     return engine.outcome
 
 

@@ -137,6 +137,7 @@ class PoolEngine(WorkflowEngine):
             "record": record,
             "verdict": _VERDICT[verdict],
             "message": getattr(report, "cancel_message" if verdict == CANCEL else "terminate_message", None) or "",
+            "cancel_task": getattr(report, "cancel_task_id", None) or task_id,
             "results": results,
             "offers": offers,
             "dynamic": dynamic,
@@ -187,54 +188,55 @@ class PoolEngine(WorkflowEngine):
         exc: BaseException,
         queue: LocalTaskQueue,
     ) -> None:
+        """§7.7 on the pool: a retry is an rq scheduled job; otherwise the failure is final."""
         pctx: PoolContext = ctx  # type: ignore[assignment]
         delay, error = ctx.core.on_failure(spec.task_id, base_id, exc, ctx.retry_controller)
+        if delay is None:
+            self.fail_final(pctx, spec.task_id, error, exc)
+            return
+        r = self.retry_of
+        retry = msgspec.structs.replace(
+            r,
+            attempt=r.attempt + 1,
+            retry_count=r.retry_count + 1,
+            enqueued_at=time.time(),
+            not_before=time.time() + delay if delay > 0 else 0.0,
+        )
+        self.outcome = pctx.store.fail({
+            "spec_id": self.wire.spec_id, "attempt": self.wire.attempt, "task_id": spec.task_id,
+            "base_id": base_id, "mode": "retry", "retry": encode(retry).decode(), "retry_id": retry.spec_id,
+            "error": {"message": str(exc)},
+        })  # fmt: skip
+        if self.outcome.get("status") == "retry":
+            dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
+
+    def fail_final(self, pctx: PoolContext, task_id: str, error: BaseException, exc: BaseException) -> None:
+        """Record a failure that ends the branch (in a group) or the run; no retry."""
         w = self.wire
-        message = f"{exc}"
+        try:
+            blobs = [dumps(error, Purpose.VALUE, secret_key=pctx.secret_key)]
+        except Exception:  # an exception that cannot be pickled is reported by text
+            blobs = []
         control: dict[str, Any] = {
             "spec_id": w.spec_id,
             "attempt": w.attempt,
-            "task_id": spec.task_id,
-            "base_id": base_id,
+            "task_id": task_id,
+            "base_id": task_id,
             "branch": self.branch.control(),
             "finalize": self.finalizer(),
             "stop_reason": "task_failed",
-        }
-        blobs: list[bytes] = []
-        if delay is not None:
-            r = self.retry_of
-            retry = msgspec.structs.replace(
-                r,
-                attempt=r.attempt + 1,
-                retry_count=r.retry_count + 1,
-                enqueued_at=time.time(),
-                not_before=time.time() + delay if delay > 0 else 0.0,
-            )
-            control.update(
-                mode="retry", retry=encode(retry).decode(), retry_id=retry.spec_id, error={"message": message}
-            )
-            outcome = pctx.store.fail(control)
-            if outcome.get("status") == "retry":
-                dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
-            self.outcome = outcome
-            return
-        try:
-            blobs.append(dumps(error, Purpose.VALUE, secret_key=pctx.secret_key))
-        except Exception:  # an exception that cannot be pickled is reported by text
-            blobs = []
-        control.update(
-            mode="final",
-            error={
+            "mode": "final",
+            "error": {
                 "type": type(error).__name__,
                 "message": str(error),
                 "traceback": "".join(traceback.format_exception(exc)),
                 "blob": len(blobs),
             },
-        )
+        }
         try:
-            ctx.channel.set(f"{spec.task_id}.__result__", exc)  # the failing task's result (§7.7)
+            pctx.channel.set(f"{task_id}.__result__", exc)  # the failing task's result (§7.7)
         except Exception:
-            logger.debug("could not store the exception of %s as its result", spec.task_id, exc_info=True)
+            logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
         self.outcome = pctx.store.fail(control, blobs)
         self.after_step(pctx, self.outcome)
 

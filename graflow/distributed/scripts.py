@@ -115,7 +115,7 @@ end
 redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', root, 'updated_at', c.now)
 if c.verdict == 'cancel' and c.branch == cjson.null then
-  redis.call('HSET', root, 'error', c.message, 'failed_task', c.task_id, 'error_type', 'GraflowWorkflowCanceledError')
+  redis.call('HSET', root, 'error', c.message, 'failed_task', c.cancel_task, 'error_type', 'GraflowWorkflowCanceledError')
   finish('canceled', 'cancel_workflow', c.now, c.ttl)
   return enc({status = 'finished', state = 'canceled'})
 end
@@ -127,6 +127,13 @@ if c.record then
   redis.call('HSET', root, 'last_task', c.task_id)
 end
 local ready = {}
+-- Activations the task scheduled come first, in call order; then static successors (§7.1).
+for _, d in ipairs(c.dynamic) do
+  redis.call('SADD', k('known'), d[1])
+  if d[4] > 0 then redis.call('SET', k('dyn:' .. d[1]), ARGV[d[4] + 1]) end
+  redis.call('HDEL', k('joins'), d[1])
+  table.insert(ready, {d[3], d[2]})
+end
 for _, o in ipairs(c.offers) do
   local target, needed, ok = o[1], o[2], false
   if needed == cjson.null or needed == false then
@@ -146,19 +153,13 @@ for _, o in ipairs(c.offers) do
   end
   if ok then table.insert(ready, {o[4], o[3]}) end
 end
-for _, d in ipairs(c.dynamic) do
-  redis.call('SADD', k('known'), d[1])
-  if d[4] > 0 then redis.call('SET', k('dyn:' .. d[1]), ARGV[d[4] + 1]) end
-  redis.call('HDEL', k('joins'), d[1])
-  table.insert(ready, {d[3], d[2]})
-end
 for _, r in ipairs(ready) do redis.call('HSET', k('pending'), r[1], r[2]) end
 local enqueue = {}
 for _, r in ipairs(ready) do table.insert(enqueue, r[2]) end
 if c.branch ~= cjson.null then
   local g = k('group:' .. c.branch[1])
   if c.verdict ~= 'complete' and redis.call('HEXISTS', g, 'end') == 0 then
-    redis.call('HSET', g, 'end', enc({c.verdict, c.task_id, c.message}))
+    redis.call('HSET', g, 'end', enc({c.verdict, c.cancel_task, c.message}))
   end
   if c.request ~= cjson.null then
     local cur = redis.call('HGET', g, 'requests')

@@ -3,9 +3,10 @@
 Kept light on purpose: importing ``graflow.worker`` pulls in neither redis nor rq, so
 ``graflow.worker.jobs`` (the rq job function) and the CLI load only what they use.
 Modules: ``settings`` (flags and environment), ``rq_worker`` (the rq ``Worker``
-subclass with leases), ``runner`` (start-up, exit codes), ``supervisor`` (N
-processes), ``main`` (the upstream-compatible entry point) and ``worker``
-(upstream's threaded ``TaskWorker``).
+subclass with leases and signals), ``heartbeat`` (its refresh cadence), ``handback``
+(second-signal hand-back), ``delayed`` (delayed jobs without rq's scheduler process),
+``runner`` (start-up, exit codes), ``supervisor`` (N processes), ``main`` (the
+upstream-compatible entry point) and ``worker`` (upstream's threaded ``TaskWorker``).
 """
 
 from __future__ import annotations

@@ -195,6 +195,10 @@ class GraflowWorker(Worker):
         self.beat()
 
     def heartbeat(self, timeout: float | None = None, pipeline: Any = None) -> None:
+        if pipeline is None and timeout is None and self._ticker is not None:
+            # rq's loop beats up to three times per job, two round trips each; the
+            # heartbeat thread already keeps the worker key alive.
+            return
         # rq passes ``job_monitoring_interval + 60`` (a float here); EXPIRE needs an int.
         super().heartbeat(math.ceil(timeout) if timeout else None, pipeline=pipeline)
         if self.fork and pipeline is None and not self.is_horse:

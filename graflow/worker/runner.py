@@ -182,7 +182,7 @@ def record_signals() -> PendingSignals:
 
 def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = None) -> int:
     """Run one ``GraflowWorker`` in this process until it stops; returns the exit code."""
-    from graflow.worker.rq_worker import ColdShutdown, GraflowWorker
+    from graflow.worker.rq_worker import GraflowWorker
 
     pending = record_signals() if pending is None else pending
     connection = settings.connect()
@@ -204,9 +204,7 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
         )  # fmt: skip
         try:
             worker.work(burst=settings.burst, logging_level=settings.log_level)
-        except ColdShutdown:
-            return EXIT_FAILED
-        except SystemExit:
+        except SystemExit:  # ColdShutdown (second signal), or rq's own cold stop
             return EXIT_FAILED
         if worker.cold_shutdown:
             return EXIT_FAILED

@@ -121,7 +121,7 @@ class PoolDriver:
         result: Any = None
         error: BaseException | None = None
         try:
-            result = handle.wait(timeout=60)
+            result = handle.wait(timeout=20)
         except WorkflowFailedError as exc:
             error = exc.cause or exc
         except Exception as exc:

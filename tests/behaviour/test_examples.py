@@ -139,7 +139,11 @@ def test_e3_on_driver(driver):
         process >> after
     out = driver.run(wf)
     assert out.error is None
-    assert out.channel.get("printed") == ["main", "extra", "after"]
+    got = out.channel.get("printed")
+    if driver.name == "pool":  # extra and after are both ready at once and may run side by side
+        assert got[0] == "main" and sorted(got[1:]) == ["after", "extra"]
+    else:
+        assert got == ["main", "extra", "after"]
 
 
 # --- E4 --------------------------------------------------------------------------------
