@@ -26,6 +26,11 @@ def channel_lock(prefix: str, name: str, key: str) -> str:
     return f"{prefix}:lock:{{{name}}}:{key}"
 
 
+def reaper_lock(prefix: str, queue: str) -> str:
+    """Held for one reaper pass over ``queue``, so only one worker reaps it at a time."""
+    return f"{prefix}:reaper:{queue}"
+
+
 class SessionKeys:
     """The keys of one run (session) under prefix ``P``."""
 
@@ -128,5 +133,6 @@ __all__ = [
     "channel_lock",
     "channel_prefix",
     "graph",
+    "reaper_lock",
     "session_channel_pattern",
 ]

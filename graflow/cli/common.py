@@ -151,3 +151,13 @@ def redis_url(arg: str | None) -> str:
 
 def key_prefix(arg: str | None) -> str:
     return arg or os.environ.get("GRAFLOW_KEY_PREFIX") or "graflow"
+
+
+def default_queue(prefix: str) -> str:
+    """The queue ``graflow submit`` sends to: the first name in ``GRAFLOW_QUEUE``, else ``prefix``.
+
+    Workers read the same variable (``graflow.worker.settings``), so a producer and a
+    pool configured from one ``.env`` agree on the queue.
+    """
+    names = [n.strip() for n in (os.environ.get("GRAFLOW_QUEUE") or "").split(",") if n.strip()]
+    return names[0] if names else prefix

@@ -6,14 +6,22 @@ import argparse
 import json
 from typing import Any
 
-from graflow.cli.common import EXIT_OK, CliError, key_prefix, load_graph, print_result, redis_url
+from graflow.cli.common import (
+    EXIT_OK,
+    CliError,
+    default_queue,
+    key_prefix,
+    load_graph,
+    print_result,
+    redis_url,
+)
 
 
 def register(sub: Any) -> None:
     cmd = sub.add_parser("submit", help="submit a workflow to the worker pool")
     cmd.add_argument("target", metavar="module:attr", help="a WorkflowContext, TaskGraph or a function returning one")
     cmd.add_argument("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-    cmd.add_argument("--queue", default=None, help="queue the workers serve (default: the prefix)")
+    cmd.add_argument("--queue", default=None, help="queue the workers serve (default: the first name in $GRAFLOW_QUEUE, else the prefix)")
     cmd.add_argument("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
     cmd.add_argument("--start-node", default=None, help="task to start from (default: the single start candidate)")
     cmd.add_argument("--max-steps", type=int, default=10000)
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     handle = submit(
         graph,
         redis_url(args.url),
-        queue=args.queue or prefix,
+        queue=args.queue or default_queue(prefix),
         initial_channel=parse_sets(args.set),
         start_node=args.start_node,
         max_steps=args.max_steps,

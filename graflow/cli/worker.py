@@ -29,14 +29,15 @@ def register(sub: Any) -> None:
         action="append",
         default=None,
         metavar="NAME",
-        help="queue to serve; repeat for several, in priority order (default: the prefix)",
+        help="queue to serve; repeat for several, in priority order "
+        "(default: $GRAFLOW_QUEUE, comma-separated, or the prefix)",
     )
     cmd.add_argument(
         "--concurrency",
         type=int,
         default=None,
         metavar="N",
-        help="worker processes to run (default 1)",
+        help="worker processes to run (default: $GRAFLOW_CONCURRENCY or 1)",
     )
     cmd.add_argument(
         "--burst",

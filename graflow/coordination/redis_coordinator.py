@@ -48,7 +48,7 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
     from graflow.coordination.graph_store import GraphStore
     from graflow.core.handler import TaskResult
     from graflow.distributed import dispatch
-    from graflow.distributed.session import SessionStore, session_ttl
+    from graflow.distributed.session import SessionStore
     from graflow.distributed.spec import TaskSpec as Wire
     from graflow.distributed.spec import encode
 
@@ -86,6 +86,9 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
     dispatch.enqueue(client, outcome.get("enqueue") or [])
     try:
         record = _wait(store, group_run, group, timeout)
+    except BaseException:
+        _abandon(store, group_run)
+        raise
     finally:
         client.hdel(store.keys.running, placeholder)
     _merge(ctx, store, before, steps_before, group)
@@ -98,9 +101,7 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
         from graflow.core.task_context import CheckpointRequest
 
         run.add_checkpoint_request(CheckpointRequest(req.get("metadata") or {}, req.get("path"), req.get("requested_by") or []))
-    for name in store.keys.fixed():
-        client.expire(name, session_ttl())
-    client.expire(store.keys.group(group_run), session_ttl())
+    _expire(store, group_run)
     results = {}
     for member in group.tasks:
         res = record.get(f"res:{member.task_id}", "fail:branch never finished")
@@ -135,6 +136,37 @@ def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | Non
             pubsub.get_message(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
     finally:
         pubsub.close()
+
+
+def _expire(store: Any, group_run: str) -> None:
+    """The session's bookkeeping outlives the group by ``GRAFLOW_SESSION_TTL`` at most."""
+    from graflow.distributed.session import session_ttl
+
+    pipe = store.client.pipeline(transaction=False)
+    for name in [*store.keys.fixed(), store.keys.group(group_run)]:
+        pipe.expire(name, session_ttl())
+    pipe.execute()
+
+
+def _abandon(store: Any, group_run: str) -> None:
+    """The producer gave up on a group (timeout, interrupt): drop this group run's jobs
+    that no worker took yet, so they neither run later nor stay in Redis forever, and
+    let the session's keys expire. Branches already running finish harmlessly."""
+    from graflow.distributed import dispatch
+    from graflow.distributed.spec import decode
+
+    try:
+        mine = {}
+        for spec_id, raw in store.client.hgetall(store.keys.pending).items():
+            wire = decode(raw)
+            if wire.group_run == group_run:
+                mine[spec_id] = wire
+        if mine:
+            dispatch.drop(store.client, list(mine.values()))
+            store.client.hdel(store.keys.pending, *mine)
+        _expire(store, group_run)
+    except Exception:
+        logger.warning("could not drop the queued branches of group run %s", group_run, exc_info=True)
 
 
 def _workers(client: Any) -> list[str]:

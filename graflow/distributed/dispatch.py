@@ -3,7 +3,8 @@
 Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
 rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
 ``rq worker`` can run it. Jobs keep no result in rq (graflow stores results in the
-channel) and failed jobs expire with the session instead of rq's one-year default.
+channel) and failed jobs expire with the session (``GRAFLOW_SESSION_TTL``, like every
+other key of a finished run) instead of rq's one-year default.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from graflow.codec import SecretKey, sign
 from graflow.distributed.spec import TaskSpec, decode, encode
 
 JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
+#: Default of ``failure_ttl``; the value used is ``session_ttl()`` (GRAFLOW_SESSION_TTL).
 FAILURE_TTL = 604800
 
 _queues: dict[tuple[int, str], Any] = {}
@@ -59,6 +61,8 @@ def enqueue(
     """Create one rq job per spec (delayed ones via rq's scheduler); returns the job ids."""
     from rq.job import Job
 
+    from graflow.distributed.session import session_ttl
+
     items = [s if isinstance(s, TaskSpec) else decode(s) for s in specs]
     if skip_existing:
         items = [s for s in items if not Job.exists(job_id(s), connection=connection)]
@@ -66,6 +70,7 @@ def enqueue(
         return []
     pipe = pipeline if pipeline is not None else connection.pipeline(transaction=False)
     now = time.time()
+    failure_ttl = session_ttl()
     ids = []
     for spec in items:
         payload = encode(spec).decode()
@@ -75,7 +80,7 @@ def enqueue(
             args=[payload, sign(payload.encode(), secret_key)],
             timeout=-1,
             result_ttl=0,
-            failure_ttl=FAILURE_TTL,
+            failure_ttl=failure_ttl,
             description=description(spec),
             job_id=job_id(spec),
         )
@@ -90,4 +95,28 @@ def enqueue(
     return ids
 
 
-__all__ = ["FAILURE_TTL", "JOB_FUNCTION", "description", "enqueue", "job_id", "rq_queue"]
+def drop(connection: Any, specs: Iterable[TaskSpec | str | bytes]) -> list[str]:
+    """Take waiting jobs of these activations off their queues; returns the ids dropped.
+
+    A job still in its queue (or, for a delayed retry, in the scheduled registry) is
+    removed and its hash deleted: nobody else holds it, and a queued job's hash has no
+    TTL, so rq would keep it forever. A job a worker already took is left alone; it
+    runs, sees that its run ended, and skips (§16.4 step 2).
+    """
+    from rq.job import Job
+
+    dropped = []
+    for item in specs:
+        spec = item if isinstance(item, TaskSpec) else decode(item)
+        queue = rq_queue(connection, spec.queue)
+        jid = job_id(spec)
+        pipe = connection.pipeline(transaction=True)
+        queue.remove(jid, pipeline=pipe)
+        queue.scheduled_job_registry.remove(jid, pipeline=pipe)
+        if any(pipe.execute()):
+            connection.delete(Job.key_for(jid), Job.dependents_key_for(jid))
+            dropped.append(jid)
+    return dropped
+
+
+__all__ = ["FAILURE_TTL", "JOB_FUNCTION", "description", "drop", "enqueue", "job_id", "rq_queue"]

@@ -84,7 +84,8 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
             f"graph {wire.graph_hash} expired or evicted from Redis; submit the workflow again "
             "or resume the last checkpoint with --workflow"
         )
-        store.end_run("failed", "task_failed", message)
+        store.end_run("failed", "task_failed", message,
+                      {"error_type": "GraflowRuntimeError", "failed_task": wire.task_id})  # fmt: skip
         raise GraflowRuntimeError(message, task_id=wire.task_id)
     if wire.phase == "finish":
         return finish_group(store, wire, graph, worker, secret_key)
@@ -97,12 +98,13 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
     branch = Branch(wire.group_id, wire.group_run, wire.branch_id)
     if is_group:
         return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
-    ctx = PoolContext(graph.copy(), start["meta"], store, _channel(client, wire, secret_key), secret_key)
+    ctx = PoolContext(graph, start["meta"], store, _channel(client, wire, secret_key), secret_key)
     if task is None:
         task = ctx.load_dynamic(wire.task_id)
         if task is None:
             message = f"task {wire.task_id!r} is neither in graph {wire.graph_hash[:12]} nor a stored dynamic task"
-            store.end_run("failed", "task_failed", message)
+            store.end_run("failed", "task_failed", message,
+                          {"error_type": "GraflowRuntimeError", "failed_task": wire.task_id})  # fmt: skip
             raise GraflowRuntimeError(message, task_id=wire.task_id)
     ctx.cycle_for_attempt = int(start["cycles"])
     ctx.retry_controller.retry_counts[base] = int(start["retries"])
@@ -117,7 +119,7 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
     except Exception as exc:
         # Raised outside the task body (an unknown handler, a broken tracer…): the run
         # fails with it, as in-process, instead of waiting forever on a dead activation.
-        engine.fail_final(ctx, wire.task_id, exc, exc)
+        engine.fail_final(store, secret_key, wire.task_id, exc, exc, ctx.channel)
         raise
     return engine.outcome
 
@@ -177,7 +179,7 @@ def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str,
     parent = msgspec.json.decode(record.get("parent") or "null")
     branch = Branch(parent[2], parent[0], parent[1]) if parent else Branch(None, None, None)
     group_wire = decode(record["spec"])
-    ctx = PoolContext(graph.copy(), start["meta"], store, _channel(store.client, wire, secret_key), secret_key)
+    ctx = PoolContext(graph, start["meta"], store, _channel(store.client, wire, secret_key), secret_key)
     ctx.retry_controller.retry_counts[group_id] = int(start["retries"])
     end = msgspec.json.decode(record["end"]) if record.get("end") else None
     requests = msgspec.json.decode(record["requests"]) if record.get("requests") else []

@@ -8,7 +8,9 @@ folded into the group's own activation: the whole group runs again on resume.
 
 from __future__ import annotations
 
+import logging
 import os
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -16,6 +18,8 @@ import msgspec
 from graflow.core.checkpoint_schema import SCHEMA_VERSION, BackendInfo, PendingEntry, StateDoc
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode
+
+logger = logging.getLogger("graflow.worker")
 
 if TYPE_CHECKING:
     from graflow.core.checkpoint import CheckpointMetadata
@@ -129,13 +133,39 @@ def write_snapshot_checkpoint(
     location, meta = store_artefacts(
         store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key
     )
-    client.hset(pctx.store.keys.meta, "last_checkpoint", location)
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(pctx.store.keys.meta, "last_checkpoint", location)
+    pipe.hdel(pctx.store.keys.meta, "checkpointing")  # set by the commit that took the snapshot
+    pipe.execute()
     return location, meta
 
 
-def write_from_snapshot(pctx: PoolContext, request: CheckpointRequest, snap: dict[str, Any]) -> None:
-    """A deferred request, with the state the commit captured."""
-    write_snapshot_checkpoint(pctx, snap, request.path, request.metadata, None)
+def write_from_snapshot(
+    pctx: PoolContext, request: CheckpointRequest, snap: dict[str, Any], task_id: str, finished: bool
+) -> dict[str, Any] | None:
+    """A deferred request, with the state the commit captured.
+
+    Returns None once written. A write that fails ends the run with the
+    ``CheckpointError`` (§13.4: the task stays completed, its successors stay pending
+    and are not handed to rq); the outcome of that step is returned. ``finished`` says
+    that the commit itself just ended the run, which the failure then overrides.
+    """
+    from graflow.codec import Purpose, dumps
+
+    try:
+        write_snapshot_checkpoint(pctx, snap, request.path, request.metadata, None)
+        return None
+    except Exception as exc:
+        logger.error("session %s: the checkpoint requested by %s could not be written; the run fails: %s",
+                     pctx.session_id, task_id, exc)  # fmt: skip
+        try:
+            blob = dumps(exc, Purpose.VALUE, secret_key=pctx.secret_key)
+        except Exception:
+            blob = b""
+        fields = {"error_type": type(exc).__name__, "failed_task": task_id, "traceback": "".join(traceback.format_exception(exc))}
+        outcome = pctx.store.end_run("failed", "task_failed", str(exc), fields, error_blob=blob, force=finished)
+        pctx.store.client.hdel(pctx.store.keys.meta, "checkpointing")
+        return outcome
 
 
 def write_pool_checkpoint(

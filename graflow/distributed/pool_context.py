@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 
 class PoolContext(ExecutionContext):
-    """The run's context as one worker sees it while it runs one activation."""
+    """The run's context as one worker sees it while it runs one activation.
+
+    ``graph`` is the worker's cached graph, shared with other activations: it is
+    copied on the first change (a dynamic task added or loaded), not per activation.
+    """
 
     def __init__(
         self,
@@ -54,6 +58,15 @@ class PoolContext(ExecutionContext):
         self.results: dict[str, Any] = {}
         self.cycle_for_attempt = 0
         self.new_dynamic: dict[str, Executable] = {}
+        self._graph_owned = False
+
+    def _own_graph(self) -> TaskGraph:
+        """The graph, copied first if it is still the shared one (copy-on-write)."""
+        with self._lock:
+            if not self._graph_owned:
+                self.graph = self.graph.copy()
+                self._graph_owned = True
+            return self.graph
 
     # -- state that lives in the session -------------------------------------------
     def count_cycle(self, base: str, spec: TaskSpec | None) -> int:
@@ -85,7 +98,7 @@ class PoolContext(ExecutionContext):
             blob, Purpose.TASK, secret_key=self.secret_key,
             source=f"Redis key {self.store.keys.dynamic_task(task_id)}", from_redis=True,
         )  # fmt: skip
-        self.graph.set_node(task_id, task)
+        self._own_graph().set_node(task_id, task)
         self._dynamic.setdefault(task_id, None)
         return task
 
@@ -98,6 +111,7 @@ class PoolContext(ExecutionContext):
     def add_dynamic(
         self, executable: Executable, parent_task_id: str | None = None, is_iteration: bool = False
     ) -> None:
+        self._own_graph()
         super().add_dynamic(executable, parent_task_id, is_iteration)
         self.new_dynamic[executable.task_id] = executable
 

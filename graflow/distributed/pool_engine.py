@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from graflow.codec import Purpose, dumps
+from graflow.codec import Purpose, SecretKey, dumps
 from graflow.core.engine import WorkflowEngine
 from graflow.core.scheduler import CANCEL, TERMINATE
 from graflow.distributed import dispatch
@@ -25,6 +25,7 @@ from graflow.distributed.spec import encode
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
+    from graflow.distributed.session import SessionStore
     from graflow.distributed.pool_context import PoolContext
     from graflow.queue.base import TaskSpec
     from graflow.queue.local import LocalTaskQueue
@@ -150,14 +151,26 @@ class PoolEngine(WorkflowEngine):
             ),
             "snapshot": request is not None and not in_branch and verdict != CANCEL,
         }
+        from graflow.crash import crash_point
+
+        # crash point "task.before_commit": the task body has run (its channel writes are
+        # visible), its completion is not recorded. A redelivery runs the body again.
+        crash_point("task.before_commit")
         self.outcome = pctx.store.commit(control, blobs)
-        self.after_step(pctx, self.outcome)
         if request is not None and control["snapshot"] and self.outcome.get("snapshot"):
             from graflow.distributed.pool_checkpoint import write_from_snapshot
 
-            write_from_snapshot(pctx, request, self.outcome["snapshot"])
+            failed = write_from_snapshot(
+                pctx, request, self.outcome["snapshot"], task_id, self.outcome.get("status") == "finished"
+            )
+            if failed is not None:  # the write failed and ended the run: hand nothing over
+                self.outcome = failed
+            # crash point "checkpoint.before_handover": committed and checkpointed; the
+            # successors are pending in the session but not yet in rq.
+            crash_point("checkpoint.before_handover")
+        self.after_step(pctx.store, pctx.secret_key, self.outcome)
 
-    def after_step(self, pctx: PoolContext, outcome: dict[str, Any]) -> None:
+    def after_step(self, store: SessionStore, secret_key: SecretKey, outcome: dict[str, Any]) -> None:
         """Hand what the step made ready to rq; give a finished run's channel its TTL."""
         status = outcome.get("status")
         if status == "dup":
@@ -172,11 +185,17 @@ class PoolEngine(WorkflowEngine):
             # crash point "commit.before_handover": the commit is durable, the successors
             # are pending in the session but not yet in rq; a redelivery re-drives them.
             crash_point("commit.before_handover")
-            dispatch.enqueue(
-                pctx.store.client, enqueue, secret_key=pctx.secret_key, skip_existing=status == "dup"
+            from graflow.distributed.session import with_retry
+
+            with_retry(
+                lambda: dispatch.enqueue(store.client, enqueue, secret_key=secret_key, skip_existing=status == "dup"),
+                "hand-over to rq",
             )
-        if status == "finished":
-            pctx.store.expire_all()
+        if status in ("finished", "final", "missing"):
+            # "final"/"missing": a task still running when its run ended (cancel, a
+            # failed sibling) or was purged may have written channel keys after the
+            # run's keys got their TTL (or were deleted): they expire too.
+            store.expire_all()
 
     # -- failure ---------------------------------------------------------------------
     def _failed(
@@ -192,7 +211,7 @@ class PoolEngine(WorkflowEngine):
         pctx: PoolContext = ctx  # type: ignore[assignment]
         delay, error = ctx.core.on_failure(spec.task_id, base_id, exc, ctx.retry_controller)
         if delay is None:
-            self.fail_final(pctx, spec.task_id, error, exc)
+            self.fail_final(pctx.store, pctx.secret_key, spec.task_id, error, exc, pctx.channel)
             return
         r = self.retry_of
         retry = msgspec.structs.replace(
@@ -210,11 +229,14 @@ class PoolEngine(WorkflowEngine):
         if self.outcome.get("status") == "retry":
             dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
 
-    def fail_final(self, pctx: PoolContext, task_id: str, error: BaseException, exc: BaseException) -> None:
+    def fail_final(
+        self, store: SessionStore, secret_key: SecretKey, task_id: str, error: BaseException,
+        exc: BaseException, channel: Any = None,
+    ) -> None:  # fmt: skip
         """Record a failure that ends the branch (in a group) or the run; no retry."""
         w = self.wire
         try:
-            blobs = [dumps(error, Purpose.VALUE, secret_key=pctx.secret_key)]
+            blobs = [dumps(error, Purpose.VALUE, secret_key=secret_key)]
         except Exception:  # an exception that cannot be pickled is reported by text
             blobs = []
         control: dict[str, Any] = {
@@ -233,12 +255,20 @@ class PoolEngine(WorkflowEngine):
                 "blob": len(blobs),
             },
         }
-        try:
-            pctx.channel.set(f"{task_id}.__result__", exc)  # the failing task's result (§7.7)
-        except Exception:
-            logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
-        self.outcome = pctx.store.fail(control, blobs)
-        self.after_step(pctx, self.outcome)
+        if channel is not None:
+            try:
+                channel.set(f"{task_id}.__result__", exc)  # the failing task's result (§7.7)
+            except Exception:
+                logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
+        self.outcome = store.fail(control, blobs)
+        self.after_step(store, secret_key, self.outcome)
 
 
-__all__ = ["Branch", "PoolEngine"]
+def fail_activation(store: SessionStore, wire: Wire, error: BaseException, secret_key: SecretKey) -> dict[str, Any]:
+    """Fail one activation from outside its attempt (a poison task, §16.6)."""
+    engine = PoolEngine(wire, Branch(wire.group_id, wire.group_run, wire.branch_id), "")
+    engine.fail_final(store, secret_key, wire.task_id, error, error)
+    return engine.outcome
+
+
+__all__ = ["Branch", "PoolEngine", "fail_activation"]

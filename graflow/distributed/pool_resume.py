@@ -81,7 +81,12 @@ def resume_on_pool(
         meta_fields = {"graph_hash": graph_hash, "graph_fingerprint": graph_fingerprint(graph),
                        "queue": specs[0].queue if specs else queue or stub.key_prefix}  # fmt: skip
         _rewrite(store, state, meta, meta_fields, specs, stub, loaded.source)
-        dispatch.enqueue(client, specs, secret_key=secret_key)
+        if specs:
+            dispatch.enqueue(client, specs, secret_key=secret_key)
+        else:
+            # Nothing was pending (e.g. the last task checkpointed): the run is over, as
+            # an in-process resume of the same checkpoint returns at once (§13.5).
+            store.end_run("completed", "drained")
     return WorkflowRun(stub.session_id, client=client, redis_url=url, key_prefix=stub.key_prefix, secret_key=secret_key)
 
 
@@ -129,6 +134,8 @@ def _rewrite(
         "trace_id": stub.trace_id, "workflow_name": stub.workflow_name, "updated_at": now,
         "default_max_cycles": state.default_max_cycles, "default_max_retries": state.default_max_retries,
         "key_prefix": stub.key_prefix, "resumed_from": source,
+        # The run's result is the last completed task's until a resumed task completes.
+        "last_task": state.completed_tasks[-1] if state.completed_tasks else "",
     }  # fmt: skip
     if not meta:
         fields["created_at"] = now

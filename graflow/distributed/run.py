@@ -59,6 +59,19 @@ class RunStatus:
         return out
 
 
+#: How long ``wait()`` waits for a checkpoint that the run's last step asked for. Past it,
+#: the writer is presumed dead (its flag stays; the run's state is final regardless).
+CHECKPOINT_GRACE = 30.0
+
+
+def _checkpoint_in_flight(status: RunStatus) -> bool:
+    try:
+        since = float(status.extra.get("checkpointing") or 0)
+    except ValueError:
+        return False
+    return since > 0 and time.time() - since < CHECKPOINT_GRACE
+
+
 def _num(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
@@ -181,12 +194,17 @@ class WorkflowRun:
                 cause = loads(blob, Purpose.VALUE, secret_key=self.secret_key, source="the run's error", from_redis=True)
             except Exception:
                 cause = None
+        if not isinstance(cause, BaseException):
+            cause = None
+        where = f"run {self.session_id} failed" + (f" in task {status.failed_task!r}" if status.failed_task else "")
         raise WorkflowFailedError(
-            f"run {self.session_id} failed in task {status.failed_task!r}: {status.error}",
+            # With a cause, str() appends "(caused by <type>: <error>)"; repeating the
+            # error text here as well would print it twice.
+            where if cause is not None else f"{where}: {status.error}",
             task_id=status.failed_task,
             error_type=status.extra.get("error_type") or None,
             remote_traceback=status.extra.get("traceback") or None,
-            cause=cause if isinstance(cause, BaseException) else None,
+            cause=cause,
         )
 
     def wait(self, timeout: float | None = None) -> Any:
@@ -197,10 +215,16 @@ class WorkflowRun:
             self._guard(pubsub.subscribe, self.store.keys.events)
             while True:
                 status = self.status()
-                if status.done:
-                    return self._final_result(status)
                 left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                expired = left is not None and left <= 0
+                if status.done:
+                    # The worker whose step ended the run may still be writing the checkpoint
+                    # that step asked for: return once it exists (or has failed the run).
+                    if expired or not _checkpoint_in_flight(status):
+                        return self._final_result(status)
+                    time.sleep(0.02 if left is None else max(0.0, min(0.02, left)))
+                    continue
+                if expired:
                     raise TimeoutError(
                         f"run {self.session_id} still {status.state} after {timeout}s "
                         f"({status.completed} completed, {status.pending} pending, {status.running} running)"
@@ -223,13 +247,10 @@ class WorkflowRun:
 
     def _drop_jobs(self, pending: list[Any]) -> None:
         from graflow.distributed import dispatch
-        from graflow.distributed.spec import decode
 
         for raw in pending:
             try:
-                spec = decode(raw)
-                queue = dispatch.rq_queue(self.client, spec.queue)
-                queue.remove(dispatch.job_id(spec))
+                dispatch.drop(self.client, [raw])
             except Exception:
                 logger.debug("could not drop a queued job of %s", self.session_id, exc_info=True)
 

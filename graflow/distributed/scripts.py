@@ -61,7 +61,8 @@ local function branch_done(run, branch, outcome, finalize)
   if redis.call('HEXISTS', g, 'closed:' .. branch) == 1 then return nil end
   redis.call('HSET', g, 'closed:' .. branch, 1, 'res:' .. branch, outcome)
   local fin = redis.call('HINCRBY', g, 'finished', 1)
-  if fin >= tonumber(redis.call('HGET', g, 'branches')) and finalize then
+  -- ``finalize`` is cjson.null (truthy userdata, not nil) for producer-driven groups (§16.8).
+  if fin >= tonumber(redis.call('HGET', g, 'branches')) and finalize and finalize ~= cjson.null then
     redis.call('HSET', k('pending'), finalize[1], finalize[2])
     return finalize[2]
   end
@@ -83,6 +84,7 @@ redis.call('HDEL', k('pending'), spec_id)
 redis.call('HSET', k('running'), spec_id, enc({worker = worker, attempt = tonumber(attempt),
                                               started_at = tonumber(now), spec = sp or cjson.null}))
 if state == 'queued' then redis.call('HSET', root, 'state', 'running', 'started_at', now) end
+redis.call('HSET', root, 'updated_at', now)  -- a start changes the run (state, running count)
 local cycles
 if count == '1' and redis.call('HSETNX', k('cycled'), spec_id, 1) == 1 then
   cycles = redis.call('HINCRBY', k('cycles'), base, 1)
@@ -90,7 +92,12 @@ else
   cycles = tonumber(redis.call('HGET', k('cycles'), base) or '0')
 end
 local retries = tonumber(redis.call('HGET', k('retries'), base) or '0')
-event('started', {spec_id = spec_id, worker = worker, attempt = tonumber(attempt)})
+local task_id = cjson.null  -- named in the event, so `graflow status` shows what started
+if sp then
+  local ok, doc = pcall(cjson.decode, sp)
+  if ok and type(doc) == 'table' and doc.task_id then task_id = doc.task_id end
+end
+event('started', {task_id = task_id, spec_id = spec_id, worker = worker, attempt = tonumber(attempt)})
 local meta = redis.call('HMGET', root, 'max_steps', 'default_max_cycles', 'default_max_retries',
                         'steps', 'trace_id', 'start_node', 'graph_hash', 'workflow_name')
 return enc({status = 'ok', cycles = cycles, retries = retries, meta = {
@@ -183,7 +190,12 @@ if #enqueue > 0 then
 end
 event('completed', {task_id = c.task_id, spec_id = c.spec_id, attempt = c.attempt, ready = #enqueue})
 local snap = cjson.null
-if c.snapshot then snap = snapshot() end
+if c.snapshot then
+  snap = snapshot()
+  -- The worker writes the checkpoint after this step; until it has (or has failed),
+  -- WorkflowRun.wait() does not report the run as over (see pool_checkpoint.py).
+  redis.call('HSET', root, 'checkpointing', c.now)
+end
 if late then return enc({status = 'final', state = state, snapshot = snap}) end
 if c.verdict == 'terminate' and c.branch == cjson.null then
   finish('terminated', 'terminate_workflow', c.now, c.ttl)
@@ -269,15 +281,48 @@ event('group_started', {group_id = c.group_id, run = c.run, branches = #c.member
 return enc({status = 'ok', enqueue = out})
 """
 
-# ARGV: state, stop_reason, message, now, ttl   (run-level end from outside a task)
+# ARGV[1]: {spec_id, attempt, spec, worker, now}: a lost attempt's activation back to pending.
+REDELIVER = PRELUDE + r"""
+local c = cjson.decode(ARGV[1])
+local state = redis.call('HGET', root, 'state')
+if not state then return enc({status = 'missing'}) end
+if FINAL[state] then
+  redis.call('HDEL', k('running'), c.spec_id)
+  return enc({status = 'final', state = state})
+end
+if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then
+  return enc({status = 'done', enqueue = handover_of(c.spec_id)})
+end
+local p = redis.call('HGET', k('pending'), c.spec_id)
+if p and tonumber(cjson.decode(p).attempt or 1) > c.attempt then
+  return enc({status = 'requeued', enqueue = {p}})
+end
+local r = redis.call('HGET', k('running'), c.spec_id)
+if r and tonumber(cjson.decode(r).attempt or 1) > c.attempt then return enc({status = 'superseded'}) end
+redis.call('HDEL', k('running'), c.spec_id)
+redis.call('HSET', k('pending'), c.spec_id, c.spec)
+redis.call('HSET', root, 'updated_at', c.now)
+event('redelivered', {spec_id = c.spec_id, attempt = c.attempt + 1, lost_worker = c.worker})
+return enc({status = 'ok', enqueue = {c.spec}})
+"""
+
+# ARGV: state, stop_reason, message, now, ttl, [fields JSON], [error blob], [force]
+# (run-level end from outside a task). The optional fields (error_type, failed_task…) and
+# error blob are written only if this ends the run. ``force`` = "1" also ends a run that is
+# already final: only the worker whose own step just finished it uses it (a deferred
+# checkpoint that could not be written fails the run, §13.4).
 END_RUN = PRELUDE + r"""
 local state = redis.call('HGET', root, 'state')
 if not state then return enc({status = 'missing'}) end
-if FINAL[state] then return enc({status = 'final', state = state}) end
+if FINAL[state] and ARGV[8] ~= '1' then return enc({status = 'final', state = state}) end
 if ARGV[3] ~= '' then redis.call('HSET', root, 'error', ARGV[3]) end
+if ARGV[6] and ARGV[6] ~= '' then
+  for f, v in pairs(cjson.decode(ARGV[6])) do redis.call('HSET', root, f, v) end
+end
+if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', root, 'error_blob', ARGV[7]) end
 local pending = redis.call('HVALS', k('pending'))
 finish(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
 return enc({status = 'finished', state = ARGV[1], pending = pending})
 """
 
-__all__ = ["COMMIT", "END_RUN", "FAIL", "GROUP_START", "START"]
+__all__ = ["COMMIT", "END_RUN", "FAIL", "GROUP_START", "REDELIVER", "START"]

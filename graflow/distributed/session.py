@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ import msgspec
 from graflow import keys
 from graflow.distributed import scripts
 
+logger = logging.getLogger("graflow.distributed")
 FINAL_STATES = frozenset({"completed", "failed", "canceled", "terminated"})
 DEFAULT_SESSION_TTL = 604800
 
@@ -34,6 +36,27 @@ def _script(client: Any, name: str) -> Any:
     return script
 
 
+#: How long a worker keeps retrying a session step while Redis is unreachable. Steps
+#: are idempotent (first commit wins), so retrying cannot apply one twice.
+RETRY_FOR = float(os.environ.get("GRAFLOW_REDIS_RETRY_FOR", "60"))
+
+
+def with_retry(fn: Any, what: str) -> Any:
+    """Call ``fn`` until Redis answers (exponential backoff up to ``RETRY_FOR`` seconds)."""
+    import redis
+
+    delay, deadline = 0.05, time.monotonic() + RETRY_FOR
+    while True:
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: Redis unreachable (%s); retrying in %.2fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def _decode(raw: Any) -> dict[str, Any]:
     result: dict[str, Any] = msgspec.json.decode(raw)
     return result
@@ -53,7 +76,9 @@ class SessionStore:
         self.keys = keys.SessionKeys(prefix, session_id)
 
     def _run(self, name: str, argv: list[Any]) -> dict[str, Any]:
-        return _decode(_script(self.client, name)(keys=[self.keys.root], args=argv, client=self.client))
+        script = _script(self.client, name)
+        raw = with_retry(lambda: script(keys=[self.keys.root], args=argv, client=self.client), f"session step {name}")
+        return _decode(raw)
 
     # -- creation ------------------------------------------------------------------
     def create(self, fields: dict[str, Any], pending: dict[str, bytes], *, replace: bool = False) -> None:
@@ -88,9 +113,30 @@ class SessionStore:
         control.setdefault("now", time.time())
         return self._run("GROUP_START", [_json.encode(control)])
 
-    def end_run(self, state: str, stop_reason: str, message: str = "") -> dict[str, Any]:
-        """End the run from outside a task (cancel, a rejected payload, a lost graph)."""
-        return self._run("END_RUN", [state, stop_reason, message, time.time(), session_ttl()])
+    def redeliver(self, spec_id: str, attempt: int, new_spec: bytes, worker: str) -> dict[str, Any]:
+        """Put a lost attempt's activation back to pending as ``new_spec`` (idempotent, §16.6)."""
+        control = {"spec_id": spec_id, "attempt": attempt, "spec": new_spec.decode(), "worker": worker, "now": time.time()}
+        return self._run("REDELIVER", [_json.encode(control)])
+
+    def end_run(
+        self,
+        state: str,
+        stop_reason: str,
+        message: str = "",
+        fields: dict[str, str] | None = None,
+        *,
+        error_blob: bytes = b"",
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """End the run from outside a task (cancel, a rejected payload, a lost graph).
+
+        ``fields`` (e.g. ``error_type``, ``failed_task``) and ``error_blob`` are written in
+        the same step, and only when this call ends the run: a finished run's record is
+        never altered, unless ``force`` (for the worker whose own step just ended it).
+        """
+        extra = _json.encode(fields).decode() if fields else ""
+        argv = [state, stop_reason, message, time.time(), session_ttl(), extra, error_blob, "1" if force else "0"]
+        return self._run("END_RUN", argv)
 
     # -- reads ---------------------------------------------------------------------
     def exists(self) -> bool:
@@ -203,4 +249,4 @@ def _field(value: Any) -> Any:
     return value
 
 
-__all__ = ["DEFAULT_SESSION_TTL", "FINAL_STATES", "SessionStore", "session_ttl"]
+__all__ = ["DEFAULT_SESSION_TTL", "FINAL_STATES", "SessionStore", "session_ttl", "with_retry"]

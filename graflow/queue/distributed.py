@@ -46,17 +46,29 @@ class DistributedTaskQueue(TaskQueue):
         return True
 
     def dequeue(self) -> TaskSpec | None:
-        """Take the next job off the queue as an in-process ``TaskSpec`` (the caller now owns it)."""
+        """Take the next job off the queue as an in-process ``TaskSpec`` (the caller now owns it).
+
+        The rq job is consumed: its hash is deleted (a queued job's hash has no TTL).
+        Returns None when the queue is empty.
+        """
+        from rq.exceptions import NoSuchJobError
         from rq.job import Job
         from rq.serializers import JSONSerializer
 
         from graflow.distributed.spec import decode
 
-        job_id = self.rq_queue.pop_job_id()
-        if job_id is None:
-            return None
-        job = Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
-                        connection=self.redis_client, serializer=JSONSerializer)  # fmt: skip
+        while True:
+            # rq's Queue.pop_job_id fails on an empty queue (as_text(None)); LPOP directly.
+            raw = self.redis_client.lpop(self.rq_queue.key)
+            if raw is None:
+                return None
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                job = Job.fetch(job_id, connection=self.redis_client, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue  # an id left behind by a deleted job
+            self.redis_client.delete(Job.key_for(job_id), Job.dependents_key_for(job_id))
+            break
         wire = decode(job.args[0])
         graph = self.graph_store.load(wire.graph_hash)
         task = graph.task(wire.task_id) or graph.find(wire.task_id)

@@ -40,11 +40,13 @@ def _reject(connection: Any, spec_json: str, reason: BaseException) -> None:
     except Exception:
         return
     message = f"{type(reason).__name__}: {reason}"
+    fields = {"error_type": type(reason).__name__}
+    if isinstance(doc.get("task_id"), str):
+        fields["failed_task"] = doc["task_id"]
     try:
         store = SessionStore(connection, prefix, session_id)
         if store.exists():
-            store.client.hset(store.keys.meta, mapping={"error_type": type(reason).__name__})
-            store.end_run("failed", "payload_rejected", message)
+            store.end_run("failed", "payload_rejected", message, fields)
     except Exception:
         logger.exception("could not mark session %s as rejected", session_id)
 
@@ -53,7 +55,12 @@ def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
     """Run one activation: verify, decode, execute, commit. Returns nothing (results live in the channel)."""
     from graflow.distributed.spec import WIRE_VERSION, decode
 
+    from graflow.crash import crash_point
+
     connection, job = _current_connection()
+    # crash point "job.start": rq has dequeued the job and holds its lease; the task has
+    # not started (no session step yet). The reaper must redeliver it.
+    crash_point("job.start")
     data = spec_json.encode() if isinstance(spec_json, str) else bytes(spec_json)
     try:
         verify(data, hmac_hex, source=f"task payload of rq job {job.id}")
@@ -77,6 +84,9 @@ def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
 
     worker = getattr(job, "worker_name", None) or f"{socket.gethostname()}-{os.getpid()}"
     execute(connection, wire, str(worker), None)
+    # crash point "job.before_finish": the activation is committed and handed over; rq
+    # has not marked the job finished. A redelivery must change nothing.
+    crash_point("job.before_finish")
 
 
 __all__ = ["execute_task_spec"]

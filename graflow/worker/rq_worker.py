@@ -13,6 +13,9 @@ Why a subclass and not rq as-is (§16.6, §16.7):
   needs ``SimpleWorker``-style execution, and a dying worker is covered by failover.
 * **Signals.** First SIGTERM/SIGINT: finish the running job, exit 0 (rq's warm
   shutdown). Second: stop at once, hand the job back (``hand_back``), exit 1.
+* **Lean bookkeeping.** A graflow job (``result_ttl=0``) costs rq two round trips (take =
+  dequeue + start, success) instead of about twenty; see ``bookkeeping``. The keys and
+  registry entries are rq's own; failures and other jobs take rq's paths.
 """
 
 from __future__ import annotations
@@ -22,20 +25,25 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution, ExecutionRegistry
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.logutils import blue, green
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
+from graflow.worker import bookkeeping
+from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.delayed import enqueue_due, seconds_until_next
 from graflow.worker.handback import hand_back_job
 from graflow.worker.heartbeat import HeartbeatThread, ItimerDeathPenalty
@@ -44,6 +52,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds ``--burst`` sleeps between looks at delayed jobs that are not yet due.
 _BURST_POLL = 0.25
+#: How long the ``rq suspend`` flag read by a job's success step stands in for rq's own
+#: check at the top of the next loop turn (which comes microseconds later).
+_SUSPENSION_FRESH = 1.0
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class ColdShutdown(SystemExit):
@@ -63,6 +75,7 @@ class GraflowWorker(Worker):
     """
 
     death_penalty_class: type[BaseDeathPenalty] = ItimerDeathPenalty
+    job_class: type[Job] = GraflowJob
     log_result_lifespan = False
 
     def __init__(
@@ -91,6 +104,13 @@ class GraflowWorker(Worker):
         self._cold_shutdown = False
         self._last_tick = 0.0
         self._ticker: HeartbeatThread | None = None
+        #: The job whose start ``prepare_execution`` wrote in full (rq's horse-side
+        #: ``prepare_job_execution`` then has nothing left to write).
+        self._prepared_job_id: str | None = None
+        #: The job ``bookkeeping.take`` dequeued already started (nothing left to write).
+        self._taken_job_id: str | None = None
+        #: When a success step last read "not suspended" (monotonic), for the next check.
+        self._not_suspended_at: float | None = None
         kwargs.setdefault("default_result_ttl", 0)  # graflow keeps results itself
         kwargs.setdefault("worker_ttl", max(20, math.ceil(3 * self.lease_seconds)))
         super().__init__(
@@ -101,6 +121,11 @@ class GraflowWorker(Worker):
             job_monitoring_interval=self.refresh_interval,
             **kwargs,
         )
+        # Script objects hash locally; redis-py loads them on first use (and after a flush).
+        self.success_script = self.connection.register_script(bookkeeping.SUCCESS_SCRIPT)
+        self.take_script = self.connection.register_script(bookkeeping.TAKE_SCRIPT)
+        self.batch_script = self.connection.register_script(bookkeeping.BATCH_SCRIPT)
+        self._queues_by_key: dict[str, Queue] = {}
 
     # ------------------------------------------------------------------ hooks
     def on_job_abandoned(self, job: Job) -> None:
@@ -145,13 +170,17 @@ class GraflowWorker(Worker):
         return int(super().dequeue_timeout)
 
     # ---------------------------------------------------------------- leases
-    def get_heartbeat_ttl(self, job: Job) -> int:
+    @property
+    def bookkeeping_ttl(self) -> int:
         """TTL of rq's bookkeeping keys while a job runs (the lease itself is the score).
 
         The extra minute keeps the execution hash readable after a lease expired, so the
         reaper can still see which worker held it.
         """
         return math.ceil(self.lease_seconds) + 60
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        return self.bookkeeping_ttl
 
     def lease_score(self) -> float:
         return time.time() + self.lease_seconds
@@ -166,14 +195,14 @@ class GraflowWorker(Worker):
         pipeline.expire(ExecutionRegistry.key_template.format(job.id), ttl + 60)
 
     def prepare_execution(self, job: Job) -> Execution:
-        """rq's ``prepare_execution`` with the first lease at ``now + heartbeat``."""
-        with self.connection.pipeline() as pipeline:
-            self.execution = Execution.create(
-                job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
-            )
-            self._write_lease(pipeline, job, self.execution)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            pipeline.execute()
+        """rq's ``prepare_execution`` and ``prepare_job_execution`` in one atomic step, with
+        the first lease at ``now + heartbeat`` (``bookkeeping.prepare``); nothing to write
+        for a job ``bookkeeping.take`` dequeued already started."""
+        if self._taken_job_id == job.id and self.execution is not None:
+            self._taken_job_id = None
+        else:
+            self.execution = bookkeeping.prepare(self, job)
+        self._prepared_job_id = job.id
         self.current_job = job
         self._lease_active = True
         return self.execution
@@ -187,7 +216,7 @@ class GraflowWorker(Worker):
                 self._write_lease(pipeline, job, execution)
             results = pipeline.execute()
         if results and results[0] == 1:  # the worker hash had expired: write it again
-            self.connection.hset(self.key, mapping=self.serialize())
+            self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
         self._tick(force=True)
 
     def maintain_heartbeats(self, job: Job) -> None:
@@ -248,12 +277,63 @@ class GraflowWorker(Worker):
         return ok
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        if self._prepared_job_id == job.id:
+            # prepare_execution wrote all of it already (also before a fork: the horse
+            # inherits the flag).
+            self._prepared_job_id = None
+            self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")  # type: ignore[no-untyped-call]
+        else:
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
         self._in_job_function = True
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         self._in_job_function = False
+        if job.get_status(refresh=False) != JobStatus.FAILED and bookkeeping.lean_success(
+            self, job
+        ):
+            # rq writes ``last_heartbeat`` into a job hash the success step deletes.
+            job.ended_at = job.last_heartbeat = now()
+            return
         super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        """rq's success handling; a ``result_ttl=0`` job in one round trip (``bookkeeping``)."""
+        if not bookkeeping.lean_success(self, job):
+            super().handle_job_success(job, queue, started_job_registry)
+            return
+        suspended = bookkeeping.finish_success(self, job)
+        if suspended < 0:  # dependents to enqueue, or no longer "started": rq's own path
+            super().handle_job_success(job, queue, started_job_registry)
+            return
+        if suspended == 0 and not self.is_horse:
+            self._not_suspended_at = time.monotonic()
+        assert job.started_at is not None and job.ended_at is not None
+        taken = job.ended_at - job.started_at
+        if self.log_job_description:
+            self.log.info(
+                "Successfully completed %s job in %ss on worker %s",
+                job.description,
+                taken,
+                self.name,
+            )
+        else:
+            self.log.info(
+                "Successfully completed job %s in %ss on worker %s", job.id, taken, self.name
+            )
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # rq sets "idle" twice between two jobs (end of execute_job, top of the dequeue);
+        # the success step already did.
+        if pipeline is None and state == WorkerStatus.IDLE and self._state == WorkerStatus.IDLE:
+            return
+        super().set_state(state, pipeline=pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """rq's ``rq suspend`` check, unless the job that just succeeded read the flag."""
+        seen, self._not_suspended_at = self._not_suspended_at, None
+        if seen is not None and time.monotonic() - seen < _SUSPENSION_FRESH:
+            return
+        super().check_for_suspension(burst)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if self._cold_shutdown and isinstance(exc_info[1], ColdShutdown):
@@ -371,9 +451,15 @@ class GraflowWorker(Worker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         """rq's dequeue; in burst mode, empty queues with delayed jobs still pending wait
-        for them (a retry is part of the queue's work, not a reason to stop)."""
+        for them (a retry is part of the queue's work, not a reason to stop).
+
+        In-process, a job already waiting is dequeued and started in one round trip
+        (``bookkeeping.take``); rq's blocking dequeue runs only when the queues are empty.
+        """
         while True:
-            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            result = self._take_waiting() if self._ticker is not None else None
+            if result is None:
+                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if result is not None:
                 self.current_job = result[0]  # from here on a stop signal lets it run
                 return result
@@ -386,6 +472,54 @@ class GraflowWorker(Worker):
                 time.sleep(min(due_in, _BURST_POLL))
             elif not enqueue_due(self.connection, self.queues, self.serializer):
                 time.sleep(_BURST_POLL)  # another scheduler holds the lock and moves them
+
+    def queue_for_key(self, queue_key: str) -> Queue:
+        """The queue ``dequeue_any`` would build for ``queue_key`` (built once, then reused)."""
+        queue = self._queues_by_key.get(queue_key)
+        if queue is None:
+            queue = self._queues_by_key[queue_key] = self.queue_class.from_queue_key(
+                queue_key,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+        return queue
+
+    def _take_waiting(self) -> tuple[Job, Queue] | None:
+        """A job already on the queues, dequeued and started; None if they are empty."""
+        if self._stop_requested:
+            return None
+        # A stop signal must find the job either not taken (stop now) or taken and
+        # current (finish it first): hold SIGINT/SIGTERM until ``current_job`` is set.
+        main = threading.current_thread() is threading.main_thread()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if main else None
+        try:
+            result = bookkeeping.take(self)
+            if result is not None:
+                self.current_job = result[0]
+                self._taken_job_id = result[0].id
+        except redis.exceptions.ConnectionError:
+            return None  # rq's dequeue retries with its back-off
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if result is None:
+            return None
+        job, queue = result
+        self.reorder_queues(reference_queue=queue)
+        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+        if self.log_job_description:
+            self.log.info(
+                "Worker %s: %s: %s (%s)",
+                self.name,
+                green(queue.name),
+                blue(job.description),
+                job.id,
+            )
+        else:
+            self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
+        return result
 
 
 __all__ = ["ColdShutdown", "GraflowWorker", "ItimerDeathPenalty"]

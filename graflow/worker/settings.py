@@ -5,6 +5,12 @@ upstream-compatible ``python -m graflow.worker.main``) so that they run the same
 with the same precedence rules: a flag beats a graflow variable, which beats a generic
 variable, which beats the default. The URL keeps its password (the worker needs it),
 so it is left out of ``repr`` and shown only through ``display_url``.
+
+Variables (each a flag's fallback, so a container needs no command line):
+``GRAFLOW_REDIS_URL`` / ``REDIS_URL`` (+ ``REDIS_PASSWORD``), ``GRAFLOW_KEY_PREFIX``,
+``GRAFLOW_QUEUE`` (comma-separated, priority order; default: the prefix),
+``GRAFLOW_CONCURRENCY`` (default 1), ``GRAFLOW_HEARTBEAT`` (10) and
+``GRAFLOW_MAX_REDELIVERIES`` (3). An empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -97,12 +103,25 @@ class WorkerSettings:
         raw_url = url or env.get("GRAFLOW_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_URL
         final_url = _fill_password(raw_url, env.get("REDIS_PASSWORD") or None)
         final_prefix = prefix or env.get("GRAFLOW_KEY_PREFIX") or DEFAULT_PREFIX
-        final_queues = tuple(_dedupe(queues)) if queues else (final_prefix,)
+        if queues:
+            final_queues = tuple(_dedupe(queues))
+        else:
+            final_queues = tuple(_dedupe(env_queues(env))) or (final_prefix,)
         if any(not q or q != q.strip() for q in final_queues):
-            raise ConfigError(f"bad --queue value in {list(final_queues)!r} — use non-empty names")
-        final_concurrency = 1 if concurrency is None else int(concurrency)
-        if final_concurrency < 1:
-            raise ConfigError(f"--concurrency {final_concurrency} is invalid — use 1 or more")
+            raise ConfigError(
+                f"bad --queue/GRAFLOW_QUEUE value in {list(final_queues)!r} — use non-empty names"
+            )
+        final_concurrency = _number(
+            concurrency,
+            env.get("GRAFLOW_CONCURRENCY"),
+            1,
+            "--concurrency/GRAFLOW_CONCURRENCY",
+        )
+        if final_concurrency < 1 or final_concurrency != int(final_concurrency):
+            raise ConfigError(
+                f"--concurrency/GRAFLOW_CONCURRENCY {final_concurrency:g} is invalid — "
+                "use a whole number, 1 or more"
+            )
         final_heartbeat = _number(
             heartbeat,
             env.get("GRAFLOW_HEARTBEAT"),
@@ -129,7 +148,7 @@ class WorkerSettings:
         return cls(
             url=final_url,
             queues=final_queues,
-            concurrency=final_concurrency,
+            concurrency=int(final_concurrency),
             burst=bool(burst),
             name=name or f"{socket.gethostname()}-{os.getpid()}",
             prefix=final_prefix,
@@ -139,6 +158,16 @@ class WorkerSettings:
             log_level=level,
             fork=bool(fork),
         )
+
+
+def env_queues(env: Mapping[str, str] | None = None) -> list[str]:
+    """``GRAFLOW_QUEUE`` as a list: comma-separated names in priority order (empty if unset).
+
+    The variable is the environment form of repeated ``--queue`` flags, so a container
+    can be configured without a command line; ``graflow submit`` sends to its first name.
+    """
+    env = os.environ if env is None else env
+    return [part.strip() for part in (env.get("GRAFLOW_QUEUE") or "").split(",") if part.strip()]
 
 
 def _dedupe(items: Sequence[str]) -> list[str]:
@@ -176,4 +205,10 @@ def _fill_password(url: str, password: str | None) -> str:
     return urlunsplit((parts.scheme, auth + netloc, parts.path, parts.query, parts.fragment))
 
 
-__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_MAX_REDELIVERIES", "DEFAULT_URL", "WorkerSettings"]
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "DEFAULT_MAX_REDELIVERIES",
+    "DEFAULT_URL",
+    "WorkerSettings",
+    "env_queues",
+]

@@ -78,6 +78,51 @@ def test_queues_prefix_and_numbers() -> None:
         S(env={"GRAFLOW_HEARTBEAT": "soon"})
 
 
+def test_queue_concurrency_and_heartbeat_from_env() -> None:
+    """A container configures the worker by environment alone (worker/Dockerfile, compose)."""
+    env = {
+        "GRAFLOW_QUEUE": "high, low,high",
+        "GRAFLOW_CONCURRENCY": "3",
+        "GRAFLOW_HEARTBEAT": "6",
+        "GRAFLOW_KEY_PREFIX": "px",
+    }
+    s = S(env=env)
+    assert s.queues == ("high", "low") and s.prefix == "px"
+    assert s.concurrency == 3 and isinstance(s.concurrency, int) and s.heartbeat == 6.0
+    # flags beat the variables
+    s = S(queues=["only"], concurrency=2, heartbeat=3, env=env)
+    assert s.queues == ("only",) and s.concurrency == 2 and s.heartbeat == 3.0
+    # unset or empty: the prefix is the queue, one process (compose passes empty values)
+    for blank in ({}, {"GRAFLOW_QUEUE": "", "GRAFLOW_CONCURRENCY": "", "GRAFLOW_HEARTBEAT": " "}):
+        s = S(env={"GRAFLOW_KEY_PREFIX": "px", **blank})
+        assert s.queues == ("px",) and s.concurrency == 1 and s.heartbeat == 10.0
+    assert S(env={"GRAFLOW_QUEUE": " , "}).queues == ("graflow",)
+    for bad in ("0", "-1", "2.5", "many"):
+        with pytest.raises(ConfigError, match="GRAFLOW_CONCURRENCY"):
+            S(env={"GRAFLOW_CONCURRENCY": bad})
+
+
+def test_cli_reads_queue_and_concurrency_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``graflow worker`` with no flags, as the container's ENTRYPOINT runs it."""
+    from graflow.cli import build_parser
+    from graflow.cli.common import default_queue
+
+    captured: list[WorkerSettings] = []
+    monkeypatch.setattr("graflow.worker.runner.run", captured.append)
+    monkeypatch.setenv("GRAFLOW_QUEUE", "jobs,spare")
+    monkeypatch.setenv("GRAFLOW_CONCURRENCY", "2")
+    monkeypatch.setenv("GRAFLOW_HEARTBEAT", "4")
+    monkeypatch.setenv("GRAFLOW_KEY_PREFIX", "kp")
+    args = build_parser().parse_args(["worker"])
+    args.handler(args)
+    (s,) = captured
+    assert s.queues == ("jobs", "spare") and s.concurrency == 2 and s.heartbeat == 4.0
+    assert s.prefix == "kp"
+    assert default_queue("kp") == "jobs"  # graflow submit sends where the pool listens
+    monkeypatch.delenv("GRAFLOW_QUEUE")
+    assert default_queue("kp") == "kp"
+
+
 def test_rediss_url_builds_an_ssl_connection() -> None:
     settings = S(url="rediss://:pw@cache.example.invalid:6380/2", env={})
     assert settings.ssl

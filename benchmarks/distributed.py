@@ -1,0 +1,155 @@
+"""Pool throughput: a 200-task fan-out and a 200-step chain on 1 and 2 workers, plus raw rq.
+
+    python benchmarks/distributed.py [--runs 5] [--tasks 200]
+
+Starts its own Redis and ``graflow worker`` processes. The baseline is rq itself
+running the same number of no-op jobs on the same number of in-process
+(``SimpleWorker``) workers, enqueued in one batch with rq's defaults, in the same run.
+Targets on 2 cores: fan-out with 2 workers >= 600 tasks/s and >= the raw rq
+baseline; chain <= 3 ms per hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import PrivateRedis, emit  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def noop() -> None:
+    return None
+
+
+def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.dirname(__file__)])}
+    procs = []
+    for i in range(n):
+        if rq_simple:
+            cmd = [sys.executable, "-m", "rq.cli", "worker", "--url", url, "--worker-class", "rq.SimpleWorker",
+                   "--serializer", "rq.serializers.JSONSerializer", "--quiet", "--name", f"{queue}-rq{i}", queue]
+        else:
+            cmd = [sys.executable, "-m", "graflow", "worker", "--url", url, "--queue", queue, "--prefix", queue,
+                   "--name", f"{queue}-w{i}", "--log-level", "WARNING"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+    import redis
+    from rq import Worker
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 30
+    while len([w for w in Worker.all(connection=client) if w.name.startswith(queue)]) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not start")
+        time.sleep(0.05)
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+    for p in procs:
+        p.wait()
+
+
+def fanout(n: int) -> Any:
+    from graflow.core.task import TaskWrapper, parallel
+    from graflow.core.workflow import workflow
+
+    with workflow("bench_fanout") as wf:
+        src, sink = TaskWrapper("source", noop), TaskWrapper("sink", noop)
+        members = [TaskWrapper(f"m{i}", noop) for i in range(n)]
+        src >> parallel(*members) >> sink
+    return wf
+
+
+def chain(n: int) -> Any:
+    from graflow.core.task import TaskWrapper
+    from graflow.core.workflow import workflow
+
+    with workflow("bench_chain") as wf:
+        tasks = [TaskWrapper(f"c{i}", noop) for i in range(n)]
+        for a, b in zip(tasks, tasks[1:]):
+            a >> b
+    return wf
+
+
+def time_run(wf: Any, url: str, queue: str) -> float:
+    from graflow.distributed import submit
+
+    start = time.perf_counter()
+    run = submit(wf, url, queue=queue, key_prefix=queue)
+    run.wait(timeout=300)
+    return time.perf_counter() - start
+
+
+def time_raw_rq(url: str, queue: str, n: int) -> float:
+    """n no-op jobs with rq's defaults (results kept), enqueued in one batch, until all finished."""
+    import redis
+    from rq import Queue
+    from rq.registry import FinishedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    client = redis.Redis.from_url(url)
+    q = Queue(queue, connection=client, serializer=JSONSerializer)
+    finished = FinishedJobRegistry(queue=q)
+    before = finished.count
+    start = time.perf_counter()
+    q.enqueue_many([Queue.prepare_data("distributed.noop") for _ in range(n)])
+    while finished.count < before + n:
+        time.sleep(0.001)
+    return time.perf_counter() - start
+
+
+def median(fn: Any, runs: int) -> float:
+    fn()  # warm-up: workers load the graph once
+    return statistics.median(fn() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=200)
+    args = parser.parse_args()
+    n = args.tasks
+    results: dict[str, Any] = {"runs": args.runs, "tasks": n}
+    fan_tasks = n + 3  # source, members, the group node, sink
+    with PrivateRedis() as server:
+        for workers in (1, 2):
+            queue = f"bench{workers}"
+            procs = start_workers(server.url, queue, workers)
+            try:
+                fan_wf, chain_wf = fanout(n), chain(n)
+                t_fan = median(lambda: time_run(fan_wf, server.url, queue), args.runs)
+                t_chain = median(lambda: time_run(chain_wf, server.url, queue), args.runs)
+            finally:
+                stop_workers(procs)
+            rq_queue = f"rqbench{workers}"
+            procs = start_workers(server.url, rq_queue, workers, rq_simple=True)
+            try:
+                t_raw = median(lambda: time_raw_rq(server.url, rq_queue, n), args.runs)
+            finally:
+                stop_workers(procs)
+            results[f"workers_{workers}"] = {
+                "fanout_tasks_per_s": round(fan_tasks / t_fan, 1),
+                "fanout_s": round(t_fan, 4),
+                "chain_ms_per_hop": round(t_chain / n * 1e3, 3),
+                "chain_s": round(t_chain, 4),
+                "raw_rq_jobs_per_s": round(n / t_raw, 1),
+                "fanout_vs_raw_rq": round((fan_tasks / t_fan) / (n / t_raw), 2),
+            }
+    emit("distributed", results)
+
+
+if __name__ == "__main__":
+    main()

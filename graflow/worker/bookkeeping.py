@@ -1,0 +1,313 @@
+"""rq's per-job bookkeeping in two or three round trips instead of about twenty.
+
+rq 2.12 spends most of a no-op job in Redis: reads before deleting (``job.delete``
+fetches every execution, the job's status three times), and one round trip per small
+write (worker state, heartbeats, ``PERSIST``). graflow jobs keep no result in rq
+(``result_ttl=0``), so for them the whole life of a job is:
+
+1. **take** (``take``, in-process workers, when a job is waiting): one script pops the
+   next job id and starts the job, writing what ``prepare_execution`` and
+   ``prepare_job_execution`` write (the execution, the job as started, the worker busy
+   on it, the lease, ``PERSIST``), and returns the started job's hash. rq needs five
+   round trips for this (dequeue, fetch, two pipelines, ``PERSIST``) and parks the id in
+   an intermediate queue in between; here nothing is in flight between the two.
+2. Otherwise rq's own (blocking) dequeue, then **start** (``prepare``): the same
+   writes, made by rq's own methods on a pipeline, run as one script (``BATCH_SCRIPT``).
+3. **success** (``finish_success``): one script does what ``handle_job_success`` does
+   for a ``result_ttl=0`` job in about thirteen, with no reads from Python.
+
+The keys, values and registry entries written are rq's own, so ``rq info``,
+rq-dashboard and ``rq``'s registry clean-ups see exactly what rq would leave. Failures,
+retries, repeats, group jobs and jobs that keep a result take rq's own paths.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+from rq.executions import Execution, ExecutionRegistry
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job, JobStatus, _job_stack
+from rq.registry import StartedJobRegistry
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import as_text, current_timestamp, now, utcformat
+from rq.worker import WorkerStatus
+
+if TYPE_CHECKING:
+    from rq.queue import Queue
+
+    from graflow.worker.rq_worker import GraflowWorker
+
+#: Execution hash key prefix (``Execution.key`` is ``rq:execution:{job_id}:{execution_id}``).
+_EXECUTION_PREFIX = "rq:execution:"
+
+# KEYS: the queue keys, in priority order. ARGV: 1 job key prefix, 2 started-registry
+# key prefix, 3 execution id, 4 execution key prefix, 5 executions-registry key prefix,
+# 6 bookkeeping TTL, 7 executions-registry score, 8 lease score (now + heartbeat),
+# 9 worker key, 10 worker name, 11 now (rq's text timestamp), 12 now (unix seconds),
+# 13 "1" to PERSIST the job hash, 14 the busy state, 15 the started status.
+# Pops the first waiting job of the first non-empty queue and starts it as rq's
+# prepare_execution + prepare_job_execution would (same keys, fields and values); ids
+# whose job hash is gone are dropped, as rq's dequeue drops them. Returns
+# {queue key, job id, the started job's hash} or false.
+TAKE_SCRIPT = """
+for _, queue in ipairs(KEYS) do
+  while true do
+    local id = redis.call('LPOP', queue)
+    if not id then
+      break
+    end
+    local job = ARGV[1] .. id
+    local origin = redis.call('HGET', job, 'origin')
+    if origin and redis.call('HEXISTS', job, 'data') == 1 then
+      local ttl = tonumber(ARGV[6])
+      local composite = id .. ':' .. ARGV[3]
+      local execution = ARGV[4] .. composite
+      local executions = ARGV[5] .. id
+      redis.call('HSET', execution, 'id', ARGV[3], 'created_at', ARGV[12],
+                 'last_heartbeat', ARGV[12], 'worker_name', ARGV[10])
+      redis.call('EXPIRE', execution, ttl)
+      redis.call('ZADD', executions, ARGV[7], ARGV[3])
+      redis.call('EXPIRE', executions, ttl + 60)
+      redis.call('ZADD', ARGV[2] .. origin, ARGV[8], composite)
+      redis.call('HSET', ARGV[9], 'state', ARGV[14], 'current_job', id,
+                 'current_job_working_time', 0, 'last_heartbeat', ARGV[11])
+      redis.call('EXPIRE', ARGV[9], ttl)
+      redis.call('HSET', job, 'last_heartbeat', ARGV[11], 'status', ARGV[15],
+                 'started_at', ARGV[11], 'worker_name', ARGV[10])
+      if ARGV[13] == '1' then
+        redis.call('PERSIST', job)
+      end
+      return {queue, id, redis.call('HGETALL', job)}
+    end
+  end
+end
+return false
+"""
+
+# The commands queued on a redis-py pipeline, run as one script: atomic like MULTI/EXEC,
+# but one reply to parse instead of one per command plus the EXEC array. ARGV holds,
+# per command, its argument count and then its arguments.
+BATCH_SCRIPT = """
+local i, n = 1, #ARGV
+while i <= n do
+  local len = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + len))
+  i = i + len + 1
+end
+return 1
+"""
+
+# KEYS: 1 job, 2 dependents, 3 dependencies, 4 started registry, 5 execution registry,
+# 6 worker, 7 rq:suspended. ARGV: 1 job id, 2 this execution's id ("" if none),
+# 3 seconds worked, 4 execution key prefix, 5 worker state to set ("" for none).
+# Returns -1 when rq's own path must run instead (nothing done: the job has dependents
+# to enqueue, or was moved out of "started", e.g. canceled, and sits in another
+# registry), else 0/1 for "workers are suspended" (``rq suspend``), read in the same step.
+SUCCESS_SCRIPT = """
+if redis.call('SCARD', KEYS[2]) > 0 then
+  return -1
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'started' then
+  return -1
+end
+local ids = redis.call('ZRANGE', KEYS[5], 0, -1)
+if ARGV[2] ~= '' then
+  table.insert(ids, ARGV[2])
+end
+for _, id in ipairs(ids) do
+  local composite = ARGV[1] .. ':' .. id
+  redis.call('ZREM', KEYS[4], composite)
+  redis.call('DEL', ARGV[4] .. composite)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
+redis.call('HINCRBY', KEYS[6], 'successful_job_count', 1)
+redis.call('HINCRBYFLOAT', KEYS[6], 'total_working_time', ARGV[3])
+redis.call('HDEL', KEYS[6], 'current_job')
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[6], 'state', ARGV[5])
+end
+return redis.call('EXISTS', KEYS[7])
+"""
+
+
+class GraflowJob(Job):
+    """rq's ``Job``; ``perform`` skips its ``PERSIST`` when the start step already sent it."""
+
+    persisted = False
+
+    def perform(self) -> Any:
+        if not self.persisted:
+            return super().perform()
+        # rq's perform() without its first line (PERSIST, done by the start step).
+        _job_stack.push(self)  # type: ignore[no-untyped-call]
+        try:
+            self._result = self._execute()
+        finally:
+            assert self is _job_stack.pop()  # type: ignore[no-untyped-call]
+        return self._result
+
+
+def lean_success(worker: GraflowWorker, job: Job) -> bool:
+    """Whether ``finish_success`` may handle this job: rq would delete it at once."""
+    return (
+        job.get_result_ttl(worker.default_result_ttl) == 0
+        and not job.repeats_left
+        and not job.group_id
+    )
+
+
+def started_registry_key(job: Job) -> str:
+    """``job.started_job_registry.key`` without building the registry object."""
+    return StartedJobRegistry.key_template.format(job.origin)
+
+
+def prepare(worker: GraflowWorker, job: Job) -> Execution:
+    """Start ``job`` in one atomic step: the execution and its lease, the job as started,
+    the worker busy on it (rq: ``prepare_execution`` + ``prepare_job_execution`` +
+    ``PERSIST``). The commands are rq's own, queued on a pipeline and run as one script.
+
+    The lease (the started-registry entry ``{job_id}:{execution_id}``) is created with
+    the score ``now + heartbeat`` directly.
+    """
+    ttl = worker.get_heartbeat_ttl(job)
+    execution = Execution(
+        id=uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker.name
+    )
+    with worker.connection.pipeline(transaction=False) as pipe:
+        execution.save(ttl=ttl, pipeline=pipe)
+        ExecutionRegistry(job_id=job.id, connection=pipe).add(
+            execution=execution, ttl=ttl, pipeline=pipe
+        )
+        pipe.zadd(started_registry_key(job), {execution.composite_key: worker.lease_score()})
+        worker.last_heartbeat = now()
+        worker.current_job_working_time = 0
+        worker._state = WorkerStatus.BUSY
+        pipe.hset(
+            worker.key,
+            mapping={
+                "state": WorkerStatus.BUSY,
+                "current_job": job.id,
+                "current_job_working_time": 0,
+                "last_heartbeat": utcformat(worker.last_heartbeat),
+            },
+        )
+        pipe.expire(worker.key, ttl)
+        job.prepare_for_execution(worker.name, pipeline=pipe)
+        if len(worker.queues) == 1:  # rq's perform_job: single-queue workers dequeue via LMOVE
+            pipe.lrem(
+                IntermediateQueue.get_intermediate_queue_key(
+                    worker.queue_class.redis_queue_namespace_prefix + job.origin
+                ),
+                1,
+                job.id,
+            )
+        if isinstance(job, GraflowJob):
+            pipe.persist(job.key)
+        run_atomically(worker.batch_script, pipe)
+    if isinstance(job, GraflowJob):
+        job.persisted = True
+    return execution
+
+
+def run_atomically(script: Any, pipe: Any) -> None:
+    """Run the commands queued on ``pipe`` (not executed) in one ``BATCH_SCRIPT`` call."""
+    argv: list[Any] = []
+    for args, _options in pipe.command_stack:
+        argv.append(len(args))
+        argv.extend(args)
+    script(keys=[], args=argv)
+
+
+def finish_success(worker: GraflowWorker, job: Job) -> int:
+    """rq's ``handle_job_success`` for a ``result_ttl=0`` job, in one script.
+
+    Deletes the job hash, its dependents/dependencies keys, its executions (hashes,
+    started-registry entries, execution registry), clears the worker's current job,
+    counts the success and the working time, and sets the worker idle. Returns -1 when
+    the job has dependents (nothing was done: rq's own path enqueues them), else
+    whether ``rq suspend`` is in force.
+    """
+    execution = worker.execution
+    assert job.started_at is not None and job.ended_at is not None
+    worked = (job.ended_at - job.started_at).total_seconds()
+    state = "" if worker.is_horse else WorkerStatus.IDLE.value
+    keys = [
+        job.key,
+        job.dependents_key,
+        job.dependencies_key,
+        started_registry_key(job),
+        ExecutionRegistry.key_template.format(job.id),
+        worker.key,
+        WORKERS_SUSPENDED,
+    ]
+    args = [job.id, execution.id if execution else "", repr(worked), _EXECUTION_PREFIX, state]
+    outcome = int(worker.success_script(keys=keys, args=args))
+    if outcome >= 0:
+        worker.execution = None
+        if state:
+            worker._state = state
+    return outcome
+
+
+def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
+    """Dequeue and start the first waiting job in one round trip (``TAKE_SCRIPT``), as
+    ``Queue.dequeue_any`` (without blocking) followed by ``prepare`` would; None when the
+    queues are empty. The job comes back started, ``worker.execution`` is its execution.
+    """
+    ttl = worker.bookkeeping_ttl
+    execution_id = uuid4().hex
+    moment = now()
+    persist = issubclass(worker.job_class, GraflowJob)
+    found = worker.take_script(
+        keys=[q.key for q in worker._ordered_queues],
+        args=[
+            worker.job_class.redis_job_namespace_prefix,
+            StartedJobRegistry.key_template.format(""),
+            execution_id,
+            _EXECUTION_PREFIX,
+            ExecutionRegistry.key_template.format(""),
+            ttl,
+            current_timestamp() + ttl + 60,  # ExecutionRegistry.add's score
+            worker.lease_score(),
+            worker.key,
+            worker.name,
+            utcformat(moment),
+            moment.timestamp(),
+            "1" if persist else "0",
+            WorkerStatus.BUSY.value,
+            JobStatus.STARTED.value,
+        ],
+    )
+    if not found:
+        return None
+    queue_key, job_id, flat = as_text(found[0]), as_text(found[1]), found[2]
+    job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
+    job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))  # the hash as started
+    if isinstance(job, GraflowJob):
+        job.persisted = True
+    execution = Execution(
+        id=execution_id, job_id=job_id, connection=worker.connection, worker_name=worker.name
+    )
+    execution.created_at = execution.last_heartbeat = moment
+    worker.execution = execution
+    worker.last_heartbeat = moment
+    worker.current_job_working_time = 0
+    worker._state = WorkerStatus.BUSY
+    return job, worker.queue_for_key(queue_key)
+
+
+__all__ = [
+    "BATCH_SCRIPT",
+    "SUCCESS_SCRIPT",
+    "TAKE_SCRIPT",
+    "GraflowJob",
+    "finish_success",
+    "lean_success",
+    "prepare",
+    "run_atomically",
+    "started_registry_key",
+    "take",
+]

@@ -1,0 +1,180 @@
+"""Failover (§16.6): re-run the tasks of dead workers, fast and exactly once per attempt.
+
+A running job's lease is its entry in rq's started-job registry, scored at
+*now + heartbeat* and refreshed every heartbeat/3 by its worker. The reaper runs in
+every worker at start-up and every heartbeat/3, one at a time per queue (a short
+Redis lock). Each lease that has expired belongs to a dead worker: the activation
+goes back to the session's pending set as attempt + 1 (one atomic, idempotent
+step), the new job is enqueued, and the old job is recorded in the failed registry
+as abandoned. rq's own cleanup would only mark it failed, minutes later.
+
+After ``max_redeliveries`` losses the task is a poison task: it fails the run (or
+its branch) with ``WorkerLostError`` instead of killing more workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from graflow import keys
+from graflow.distributed import dispatch
+from graflow.distributed.session import SessionStore
+from graflow.distributed.spec import decode, encode
+from graflow.exceptions import WorkerLostError
+
+logger = logging.getLogger("graflow.failover")
+
+#: How long one reaper pass may hold the per-queue lock.
+LOCK_SECONDS = 5.0
+
+
+def is_graflow_job(job: Job) -> bool:
+    return job.func_name == dispatch.JOB_FUNCTION and bool(job.args)
+
+
+def record_abandoned(
+    connection: Any, job: Job, reason: str, worker_name: str, pipeline: Any, lease: Any = None
+) -> None:
+    """The old job as rq records a failure: status, failed registry, a Result with ``reason``;
+    its lease (``lease``, or found by scanning) leaves the started registry."""
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    ttl = job.failure_ttl if job.failure_ttl is not None else dispatch.FAILURE_TTL
+    job.ended_at = job.ended_at or _now()
+    job.set_status(JobStatus.FAILED, pipeline=pipeline)
+    FailedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer).add(
+        job, ttl=ttl, exc_string=reason, pipeline=pipeline
+    )
+    Result.create_failure(job, ttl, exc_string=reason, worker_name=worker_name, pipeline=pipeline)
+    started = StartedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer)
+    if lease is not None:
+        pipeline.zrem(started.key, lease)
+        return
+    for member in connection.zrange(started.key, 0, -1):
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        if text == job.id or text.startswith(f"{job.id}:"):
+            pipeline.zrem(started.key, member)
+
+
+def _now() -> Any:
+    from rq.utils import now
+
+    return now()
+
+
+def redeliver(
+    connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
+    lease: Any = None,
+) -> str:
+    """Re-enqueue the activation of a graflow job whose attempt was lost; returns what happened."""
+    wire = decode(job.args[0])
+    store = SessionStore(connection, wire.key_prefix, wire.session_id)
+    if wire.redeliveries >= max_redeliveries:
+        from graflow.distributed.pool_engine import fail_activation
+
+        error = WorkerLostError(wire.task_id, wire.attempt, lost_worker)
+        with connection.pipeline() as pipe:
+            record_abandoned(connection, job, f"abandoned: worker {lost_worker} {why}; poison task, run failed",
+                             reaper, pipe, lease)  # fmt: skip
+            pipe.execute()
+        outcome = fail_activation(store, wire, error, None)
+        logger.error("task %s of session %s lost %d times: %s", wire.task_id, wire.session_id, wire.attempt, error)
+        return str(outcome.get("status"))
+    nxt = msgspec.structs.replace(
+        wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
+    )
+    outcome = store.redeliver(wire.spec_id, wire.attempt, encode(nxt), lost_worker)
+    status = str(outcome.get("status"))
+    reason = f"abandoned: worker {lost_worker} {why}; re-enqueued as attempt {nxt.attempt}"
+    if status not in ("ok", "requeued"):
+        reason = f"abandoned: worker {lost_worker} {why}; activation already {status}"
+    with connection.pipeline() as pipe:
+        record_abandoned(connection, job, reason, reaper, pipe, lease)
+        pipe.execute()
+    enqueue = outcome.get("enqueue") or []
+    if enqueue:
+        dispatch.enqueue(connection, enqueue, skip_existing=True)
+    log = logger.warning if status in ("ok", "requeued") else logger.info
+    log("task %s (session %s): %s", wire.task_id, wire.session_id[:8], reason)
+    return status
+
+
+class Reaper:
+    """Finds expired leases on the worker's queues and redelivers their tasks."""
+
+    def __init__(self, connection: Any, queues: list[str], *, heartbeat: float, max_redeliveries: int,
+                 name: str, prefix: str = keys.DEFAULT_PREFIX) -> None:  # fmt: skip
+        self.connection = connection
+        self.queues = list(queues)
+        self.heartbeat = heartbeat
+        self.max_redeliveries = max_redeliveries
+        self.name = name
+        self.prefix = prefix
+
+    def run_once(self) -> int:
+        """One pass over every queue; returns how many leases were reaped."""
+        reaped = 0
+        for queue in self.queues:
+            lock = keys.reaper_lock(self.prefix, queue)
+            token = uuid.uuid4().hex
+            if not self.connection.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+                continue
+            try:
+                reaped += self._reap_queue(queue)
+            finally:
+                if self.connection.get(lock) == token.encode():
+                    self.connection.delete(lock)
+        return reaped
+
+    def _reap_queue(self, queue: str) -> int:
+        from rq.registry import StartedJobRegistry
+
+        registry = StartedJobRegistry(queue, connection=self.connection, serializer=JSONSerializer)
+        expired = self.connection.zrangebyscore(registry.key, "-inf", time.time())
+        reaped = 0
+        for member in expired:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            job_id = text.rsplit(":", 1)[0] if ":" in text else text
+            try:
+                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            except Exception:
+                self.connection.zrem(registry.key, member)  # its job is gone; nothing to re-run
+                continue
+            if not is_graflow_job(job):
+                continue  # not ours: rq's own cleanup decides
+            lost = job.worker_name or "unknown"
+            try:
+                redeliver(self.connection, job, lost_worker=lost, why="lost", lease=member,
+                          max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
+                reaped += 1
+            except Exception:
+                logger.exception("reaper %s: could not redeliver %s", self.name, job_id)
+        return reaped
+
+
+def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
+    a plain rq worker) abandons a job before the reaper does, redeliver it anyway."""
+    from rq.exceptions import AbandonedJobError
+
+    if isinstance(exc_value, AbandonedJobError) or exc_type is AbandonedJobError:
+        try:
+            wire = decode(job.args[0])
+            nxt = msgspec.structs.replace(wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1,
+                                          enqueued_at=time.time())  # fmt: skip
+            store = SessionStore(connection, wire.key_prefix, wire.session_id)
+            outcome = store.redeliver(wire.spec_id, wire.attempt, encode(nxt), job.worker_name or "unknown")
+            dispatch.enqueue(connection, outcome.get("enqueue") or [], skip_existing=True)
+        except Exception:
+            logger.exception("could not redeliver abandoned job %s", job.id)
+
+
+__all__ = ["Reaper", "is_graflow_job", "on_failure_callback", "record_abandoned", "redeliver"]
