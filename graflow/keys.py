@@ -81,8 +81,17 @@ class SessionKeys:
     def known(self) -> str:
         return self.part("known")
 
-    def dynamic_task(self, task_id: str) -> str:
-        return self.part(f"dyn:{task_id}")
+    def dynamic_task(self, task_id: str, version: str | None = None) -> str:
+        """A dynamic task's envelope: the latest definition, or one version of it.
+
+        An activation names the version it was scheduled with, so a later ``next_task``
+        that replaces the definition cannot change what an earlier activation runs."""
+        return self.part(f"dyn:{task_id}@{version}" if version else f"dyn:{task_id}")
+
+    @property
+    def dynkeys(self) -> str:
+        """Set of versioned dynamic-task keys (so they get the session TTL)."""
+        return self.part("dynkeys")
 
     def group(self, group_run: str) -> str:
         return self.part(f"group:{group_run}")
@@ -115,6 +124,7 @@ class SessionKeys:
         return [
             self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
             self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
+            self.dynkeys,
         ]  # fmt: skip
 
     def pattern(self) -> str:

@@ -100,7 +100,7 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
         return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
     ctx = PoolContext(graph, start["meta"], store, _channel(client, wire, secret_key), secret_key)
     if task is None:
-        task = ctx.load_dynamic(wire.task_id)
+        task = ctx.load_dynamic(wire.task_id, wire.dyn_version)
         if task is None:
             message = f"task {wire.task_id!r} is neither in graph {wire.graph_hash[:12]} nor a stored dynamic task"
             store.end_run("failed", "task_failed", message,

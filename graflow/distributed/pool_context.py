@@ -90,8 +90,8 @@ class PoolContext(ExecutionContext):
             task = self.load_dynamic(task_id)
         return task
 
-    def load_dynamic(self, task_id: str) -> Executable | None:
-        blob = self.store.dynamic_blob(task_id)
+    def load_dynamic(self, task_id: str, version: str | None = None) -> Executable | None:
+        blob = self.store.dynamic_blob(task_id, version)
         if blob is None:
             return None
         task: Executable = loads(

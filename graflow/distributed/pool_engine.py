@@ -8,6 +8,7 @@ atomic session step, ``_failed`` into a retry (an rq scheduled job) or a failure
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import traceback
@@ -122,12 +123,15 @@ class PoolEngine(WorkflowEngine):
             for s in getattr(report, "scheduled", None) or ():
                 tid = s.task_id
                 blob_idx = 0
+                version = None
                 new = pctx.new_dynamic.get(tid)
                 if new is not None:
-                    blobs.append(dumps(new, Purpose.TASK, secret_key=pctx.secret_key))
+                    blob = dumps(new, Purpose.TASK, secret_key=pctx.secret_key)
+                    blobs.append(blob)
                     blob_idx = len(blobs)
-                w = self.child(tid, dynamic=pctx.is_dynamic(tid))
-                dynamic.append([tid, encode(w).decode(), w.spec_id, blob_idx])
+                    version = hashlib.sha256(blob).hexdigest()[:16]
+                w = self.child(tid, dynamic=pctx.is_dynamic(tid), dyn_version=version)
+                dynamic.append([tid, encode(w).decode(), w.spec_id, blob_idx, version or ""])
         request = getattr(report, "checkpoint_request", None)
         in_branch = self.branch.control() is not None
         control = {

@@ -24,9 +24,10 @@ end
 local function finish(state, reason, now, ttl)
   redis.call('HSET', root, 'state', state, 'stop_reason', reason, 'updated_at', now, 'finished_at', now)
   local names = {'', ':pending', ':running', ':done', ':completed', ':cycles', ':retries', ':joins',
-                 ':known', ':cycled', ':groups', ':handover', ':log'}
+                 ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys'}
   for _, name in ipairs(names) do redis.call('EXPIRE', root .. name, ttl) end
   for _, t in ipairs(redis.call('SMEMBERS', k('known'))) do redis.call('EXPIRE', k('dyn:' .. t), ttl) end
+  for _, name in ipairs(redis.call('SMEMBERS', k('dynkeys'))) do redis.call('EXPIRE', name, ttl) end
   for _, g in ipairs(redis.call('SMEMBERS', k('groups'))) do redis.call('EXPIRE', k('group:' .. g), ttl) end
   event('finished', {state = state, stop_reason = reason})
 end
@@ -137,7 +138,12 @@ local ready = {}
 -- Activations the task scheduled come first, in call order; then static successors (§7.1).
 for _, d in ipairs(c.dynamic) do
   redis.call('SADD', k('known'), d[1])
-  if d[4] > 0 then redis.call('SET', k('dyn:' .. d[1]), ARGV[d[4] + 1]) end
+  if d[4] > 0 then
+    redis.call('SET', k('dyn:' .. d[1]), ARGV[d[4] + 1])
+    local versioned = k('dyn:' .. d[1] .. '@' .. d[5])
+    redis.call('SET', versioned, ARGV[d[4] + 1])
+    redis.call('SADD', k('dynkeys'), versioned)
+  end
   redis.call('HDEL', k('joins'), d[1])
   table.insert(ready, {d[3], d[2]})
 end

@@ -195,8 +195,13 @@ class SessionStore:
     def is_known(self, task_id: str) -> bool:
         return bool(self.client.sismember(self.keys.known, task_id))
 
-    def dynamic_blob(self, task_id: str) -> bytes | None:
-        blob: bytes | None = self.client.get(self.keys.dynamic_task(task_id))
+    def dynamic_blob(self, task_id: str, version: str | None = None) -> bytes | None:
+        """A dynamic task's definition: the given version, else the latest."""
+        blob: bytes | None = None
+        if version:
+            blob = self.client.get(self.keys.dynamic_task(task_id, version))
+        if blob is None:
+            blob = self.client.get(self.keys.dynamic_task(task_id))
         return blob
 
     def pending_specs(self) -> list[bytes]:
@@ -236,6 +241,7 @@ class SessionStore:
         names: list[Any] = list(self.keys.fixed())
         names += [self.keys.dynamic_task(_text(t)) for t in self.client.smembers(self.keys.known)]
         names += [self.keys.group(_text(g)) for g in self.client.smembers(self.keys.groups)]
+        names += list(self.client.smembers(self.keys.dynkeys))
         for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
             names += list(self.client.scan_iter(match=pattern, count=1000))
         return int(self.client.unlink(*names)) if names else 0

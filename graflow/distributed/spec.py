@@ -26,6 +26,8 @@ class TaskSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     group_run: str | None = None
     branch_id: str | None = None
     dynamic: bool = False
+    #: The stored definition of a dynamic task this activation runs (graflow addition).
+    dyn_version: str | None = None
     resuming: bool = False
     driver: str = "pool"
     #: "run" executes the task (or starts a group's branches); "finish" applies a
