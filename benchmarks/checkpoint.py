@@ -17,14 +17,13 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PrivateRedis, emit, median_time  # noqa: E402
+import cloudpickle
+from _common import PrivateRedis, emit, median_time
 
-import cloudpickle  # noqa: E402
-
-from graflow.core.checkpoint import CheckpointManager  # noqa: E402
-from graflow.core.context import ExecutionContext  # noqa: E402
-from graflow.core.task import TaskWrapper  # noqa: E402
-from graflow.core.workflow import workflow  # noqa: E402
+from graflow.core.checkpoint import CheckpointManager
+from graflow.core.context import ExecutionContext
+from graflow.core.task import TaskWrapper
+from graflow.core.workflow import workflow
 
 BIG = 10 * 1024 * 1024
 
@@ -55,8 +54,8 @@ def main() -> None:
             for label, size in (("small", 0), ("10MiB", BIG)):
                 ctx = build(backend, size, redis_server.url, "bench")
                 base = os.path.join(workdir, f"{backend}_{label}")
-                t_create, _ = median_time(lambda: CheckpointManager.create_checkpoint(ctx, path=base), args.runs)
-                t_resume, _ = median_time(lambda: CheckpointManager.resume_from_checkpoint(base), args.runs)
+                t_create, _ = median_time(lambda ctx=ctx, base=base: CheckpointManager.create_checkpoint(ctx, path=base), args.runs)
+                t_resume, _ = median_time(lambda base=base: CheckpointManager.resume_from_checkpoint(base), args.runs)
                 entry: dict[str, object] = {
                     "create_ms": round(t_create * 1e3, 3),
                     "resume_ms": round(t_resume * 1e3, 3),

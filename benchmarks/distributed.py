@@ -12,6 +12,7 @@ baseline; chain <= 3 ms per hop.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import statistics
@@ -22,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PrivateRedis, emit  # noqa: E402
+from _common import PrivateRedis, emit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,7 +80,7 @@ def chain(n: int) -> Any:
 
     with workflow("bench_chain") as wf:
         tasks = [TaskWrapper(f"c{i}", noop) for i in range(n)]
-        for a, b in zip(tasks, tasks[1:]):
+        for a, b in itertools.pairwise(tasks):
             a >> b
     return wf
 
@@ -130,14 +131,14 @@ def main() -> None:
             procs = start_workers(server.url, queue, workers)
             try:
                 fan_wf, chain_wf = fanout(n), chain(n)
-                t_fan = median(lambda: time_run(fan_wf, server.url, queue), args.runs)
-                t_chain = median(lambda: time_run(chain_wf, server.url, queue), args.runs)
+                t_fan = median(lambda wf=fan_wf, q=queue: time_run(wf, server.url, q), args.runs)
+                t_chain = median(lambda wf=chain_wf, q=queue: time_run(wf, server.url, q), args.runs)
             finally:
                 stop_workers(procs)
             rq_queue = f"rqbench{workers}"
             procs = start_workers(server.url, rq_queue, workers, rq_simple=True)
             try:
-                t_raw = median(lambda: time_raw_rq(server.url, rq_queue, n), args.runs)
+                t_raw = median(lambda q=rq_queue: time_raw_rq(server.url, q, n), args.runs)
             finally:
                 stop_workers(procs)
             results[f"workers_{workers}"] = {

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import PrivateRedis, emit  # noqa: E402
+from _common import PrivateRedis, emit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,15 +9,16 @@ Each figure is the median of the runs; every run executes a freshly built contex
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import emit, median_time  # noqa: E402
+from _common import emit, median_time
 
-from graflow.core.task import TaskWrapper  # noqa: E402
-from graflow.core.workflow import workflow  # noqa: E402
+from graflow.core.task import TaskWrapper
+from graflow.core.workflow import workflow
 
 
 def noop() -> None:
@@ -27,7 +28,7 @@ def noop() -> None:
 def build_chain(n: int):  # type: ignore[no-untyped-def]
     with workflow("chain") as wf:
         tasks = [TaskWrapper(f"t{i}", noop) for i in range(n)]
-        for a, b in zip(tasks, tasks[1:]):
+        for a, b in itertools.pairwise(tasks):
             a >> b
     return wf
 

@@ -26,8 +26,8 @@ from graflow.distributed.spec import encode
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
-    from graflow.distributed.session import SessionStore
     from graflow.distributed.pool_context import PoolContext
+    from graflow.distributed.session import SessionStore
     from graflow.queue.base import TaskSpec
     from graflow.queue.local import LocalTaskQueue
 

@@ -227,8 +227,9 @@ def finish_success(worker: GraflowWorker, job: Job) -> int:
     Deletes the job hash, its dependents/dependencies keys, its executions (hashes,
     started-registry entries, execution registry), clears the worker's current job,
     counts the success and the working time, and sets the worker idle. Returns -1 when
-    the job has dependents (nothing was done: rq's own path enqueues them), else
-    whether ``rq suspend`` is in force.
+    nothing was done and rq's own path must run (the job has dependents to enqueue, or
+    is no longer "started", e.g. canceled or given up by the reaper meanwhile), else
+    whether ``rq suspend`` is in force (1) or not (0).
     """
     execution = worker.execution
     assert job.started_at is not None and job.ended_at is not None

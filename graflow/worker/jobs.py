@@ -53,9 +53,8 @@ def _reject(connection: Any, spec_json: str, reason: BaseException) -> None:
 
 def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
     """Run one activation: verify, decode, execute, commit. Returns nothing (results live in the channel)."""
-    from graflow.distributed.spec import WIRE_VERSION, decode
-
     from graflow.crash import crash_point
+    from graflow.distributed.spec import WIRE_VERSION, decode
 
     connection, job = _current_connection()
     # crash point "job.start": rq has dequeued the job and holds its lease; the task has

@@ -301,11 +301,11 @@ class GraflowWorker(Worker):
         if not bookkeeping.lean_success(self, job):
             super().handle_job_success(job, queue, started_job_registry)
             return
-        suspended = bookkeeping.finish_success(self, job)
-        if suspended < 0:  # dependents to enqueue, or no longer "started": rq's own path
+        outcome = bookkeeping.finish_success(self, job)
+        if outcome < 0:  # dependents to enqueue, or no longer "started": rq's own path
             super().handle_job_success(job, queue, started_job_registry)
             return
-        if suspended == 0 and not self.is_horse:
+        if outcome == 0 and not self.is_horse:  # 0: not suspended (``rq suspend``)
             self._not_suspended_at = time.monotonic()
         assert job.started_at is not None and job.ended_at is not None
         taken = job.ended_at - job.started_at

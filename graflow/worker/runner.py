@@ -197,6 +197,7 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
                 max_redeliveries=settings.max_redeliveries,
             )
         worker.pending_signals = pending
+        register_queues(connection, worker.queues)
         log.info(
             "worker %s: %s, queues %s, heartbeat %.1f s, %s",
             name, settings.display_url, ",".join(settings.queues), settings.heartbeat,
@@ -216,6 +217,20 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
         raise redis_error(settings, exc) from None
     finally:
         connection.close()
+
+
+def register_queues(connection: Any, queues: Iterable[Any]) -> None:
+    """List the served queues in rq's queue registry (``rq:queues``).
+
+    rq adds a queue there when a job is enqueued through ``Queue.enqueue``; graflow's
+    dispatch writes its jobs in its own pipeline, so without this ``rq info`` and
+    rq-dashboard (deploy/docker-compose.yml) would not list the pool's queues at all.
+    """
+    from rq.queue import Queue
+
+    keys = [q.key for q in queues]
+    if keys:
+        connection.sadd(Queue.redis_queues_keys, *keys)
 
 
 def run(settings: WorkerSettings) -> int:
@@ -242,6 +257,7 @@ __all__ = [
     "import_modules",
     "ping",
     "redis_error",
+    "register_queues",
     "run",
     "run_worker",
     "wait_for_redis",

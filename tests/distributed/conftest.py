@@ -10,7 +10,6 @@ Redis is never flushed.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -174,10 +173,6 @@ def session_keys(client: Any, prefix: str, session_id: str) -> list[bytes]:
 
 
 def release(run: Any, key: str = "go") -> None:
-    """Open a ``flows.gate`` of ``run`` (idempotent; safe in ``finally``)."""
+    """Open a ``dist_flows.gate`` of ``run`` (idempotent; safe in ``finally``)."""
     with contextlib.suppress(Exception):
         run.channel.set(key, True)
-
-
-def pythonpath() -> str:
-    return os.pathsep.join([str(HERE), str(HERE.parent.parent)])

@@ -7,7 +7,7 @@ import socket
 import uuid
 from typing import Any
 
-import flows
+import dist_flows as flows
 import pytest
 from conftest import DistPool, graflow, wait_until
 
@@ -180,7 +180,7 @@ def test_unreachable_redis_everywhere_masks_the_password(tmp_path: Any) -> None:
         WorkflowRun.attach(uuid.uuid4().hex, redis_url=url)
     assert "s3cret" not in str(attach_info.value)
 
-    cli = graflow("submit", "flows:summing", "--url", url, "--set", "n=1")
+    cli = graflow("submit", "dist_flows:summing", "--url", url, "--set", "n=1")
     assert cli.returncode == 3, cli.stderr
     assert "s3cret" not in cli.stdout + cli.stderr and "***" in cli.stderr
     assert len(cli.stderr.strip().splitlines()) == 1 and cli.stderr.startswith("graflow: error: ")
@@ -191,6 +191,38 @@ def test_unreachable_redis_everywhere_masks_the_password(tmp_path: Any) -> None:
     worker = graflow("worker", "--url", url, "--queue", "gftest-unreachable", GRAFLOW_WORKER_REDIS_WAIT="0.5")
     assert worker.returncode == 3, worker.stderr
     assert "s3cret" not in worker.stdout + worker.stderr and "***" in worker.stderr
+
+
+def test_submit_rejects_unpicklable_tasks_and_missing_start_nodes(redis_url: str, key_prefix: str,
+                                                                  redis_client: Any) -> None:  # fmt: skip
+    import threading
+
+    from graflow import task, workflow
+    from graflow.exceptions import GraphCompilationError, SerializationError
+
+    lock = threading.Lock()
+    with workflow("bad") as wf:
+
+        @task
+        def holds_a_lock() -> bool:
+            return lock.locked()
+
+    with pytest.raises(SerializationError, match="holds_a_lock"):
+        wf.submit(redis_url, queue=key_prefix, key_prefix=key_prefix)
+    with workflow("loop") as loop:
+
+        @task
+        def ping() -> None: ...
+
+        @task
+        def pong() -> None: ...
+
+        ping >> pong >> ping
+    with pytest.raises(GraphCompilationError, match="start"):
+        loop.submit(redis_url, queue=key_prefix, key_prefix=key_prefix)
+    with pytest.raises(GraphCompilationError, match="nope"):
+        loop.submit(redis_url, queue=key_prefix, key_prefix=key_prefix, start_node="nope")
+    assert not list(redis_client.scan_iter(match=f"{key_prefix}*"))  # nothing was written
 
 
 def test_wire_spec_helpers_round_trip() -> None:

@@ -30,7 +30,7 @@ def _one_error_line(stderr: str) -> str:
 
 
 def test_submit_wait_prints_session_then_result(pool: DistPool) -> None:
-    out = graflow("submit", "flows:summing", *_where(pool), "--set", "n=5", "--wait", "--timeout", "20")
+    out = graflow("submit", "dist_flows:summing", *_where(pool), "--set", "n=5", "--wait", "--timeout", "20")
     assert out.returncode == 0, out.stderr
     session_id, result = out.stdout.splitlines()
     assert len(session_id) == 32 and json.loads(result) == 10
@@ -39,14 +39,14 @@ def test_submit_wait_prints_session_then_result(pool: DistPool) -> None:
 
 
 def test_submit_without_wait_returns_at_once(pool: DistPool) -> None:
-    out = graflow("submit", "flows:e6", *_where(pool), "--set", "x=4")
+    out = graflow("submit", "dist_flows:e6", *_where(pool), "--set", "x=4")
     assert out.returncode == 0, out.stderr
     [session_id] = out.stdout.split()
     assert _attach(pool, session_id).wait(timeout=20) == "16"
 
 
 def test_submit_start_node_and_max_steps(pool: DistPool) -> None:
-    out = graflow("submit", "flows:looping", *_where(pool), "--start-node", "agent", "--max-steps", "3",
+    out = graflow("submit", "dist_flows:looping", *_where(pool), "--start-node", "agent", "--max-steps", "3",
                   "--wait", "--timeout", "20")  # fmt: skip
     assert out.returncode == 0, out.stderr  # a terminated run exits 0
     session_id, result = out.stdout.splitlines()
@@ -56,7 +56,7 @@ def test_submit_start_node_and_max_steps(pool: DistPool) -> None:
 
 
 def test_failing_workflow_exits_1(pool: DistPool) -> None:
-    out = graflow("submit", "flows:failing_plain", *_where(pool), "--wait", "--timeout", "20")
+    out = graflow("submit", "dist_flows:failing_plain", *_where(pool), "--wait", "--timeout", "20")
     assert out.returncode == 1, out.stderr
     [session_id] = out.stdout.split()
     line = _one_error_line(out.stderr)
@@ -66,7 +66,7 @@ def test_failing_workflow_exits_1(pool: DistPool) -> None:
 
 
 def test_timeout_exits_124(pool: DistPool) -> None:
-    out = graflow("submit", "flows:slow_cli", *_where(pool), "--wait", "--timeout", "0.5")
+    out = graflow("submit", "dist_flows:slow_cli", *_where(pool), "--wait", "--timeout", "0.5")
     assert out.returncode == 124, out.stderr
     [session_id] = out.stdout.split()
     assert "0.5" in _one_error_line(out.stderr)
@@ -77,7 +77,7 @@ def test_timeout_exits_124(pool: DistPool) -> None:
 
 
 def test_canceled_run_exits_5(pool: DistPool) -> None:
-    out = graflow("submit", "flows:canceling", *_where(pool), "--wait", "--timeout", "20")
+    out = graflow("submit", "dist_flows:canceling", *_where(pool), "--wait", "--timeout", "20")
     assert out.returncode == 5, out.stderr
     [session_id] = out.stdout.split()
     assert "not today" in _one_error_line(out.stderr)
@@ -86,7 +86,7 @@ def test_canceled_run_exits_5(pool: DistPool) -> None:
 
 
 def test_run_canceled_by_another_process_exits_5(pool: DistPool) -> None:
-    proc = graflow_popen("submit", "flows:slow_cli", *_where(pool), "--wait", "--timeout", "20")
+    proc = graflow_popen("submit", "dist_flows:slow_cli", *_where(pool), "--wait", "--timeout", "20")
     try:
         assert proc.stdout is not None
         session_id = proc.stdout.readline().strip()
@@ -107,12 +107,12 @@ def test_run_canceled_by_another_process_exits_5(pool: DistPool) -> None:
     ("target", "extra", "needle"),
     [
         ("no_such_module_xyz:wf", [], "no_such_module_xyz"),
-        ("flows:no_such_attr", [], "no_such_attr"),
-        ("flows", [], "module:attr"),
-        ("flows:not_a_workflow", [], "not a workflow"),
-        ("flows:summing", ["--set", "n"], "KEY=JSON"),
-        ("flows:summing", ["--set", "n={bad"], "not JSON"),
-        ("flows:summing", ["--start-node", "nope"], "nope"),
+        ("dist_flows:no_such_attr", [], "no_such_attr"),
+        ("dist_flows", [], "module:attr"),
+        ("dist_flows:not_a_workflow", [], "not a workflow"),
+        ("dist_flows:summing", ["--set", "n"], "KEY=JSON"),
+        ("dist_flows:summing", ["--set", "n={bad"], "not JSON"),
+        ("dist_flows:summing", ["--start-node", "nope"], "nope"),
     ],
 )
 def test_bad_module_or_arguments_exit_2(pool: DistPool, target: str, extra: list[str], needle: str) -> None:
@@ -123,7 +123,7 @@ def test_bad_module_or_arguments_exit_2(pool: DistPool, target: str, extra: list
 
 
 def test_status_shows_progress_and_events(pool: DistPool) -> None:
-    proc = graflow("submit", "flows:slow_cli", *_where(pool))
+    proc = graflow("submit", "dist_flows:slow_cli", *_where(pool))
     [session_id] = proc.stdout.split()
     run = _attach(pool, session_id)
     try:
@@ -165,7 +165,7 @@ def test_status_shows_progress_and_events(pool: DistPool) -> None:
 
 
 def test_status_json_watch_prints_one_document_per_refresh(pool: DistPool) -> None:
-    proc = graflow("submit", "flows:summing", *_where(pool), "--set", "n=3", "--wait", "--timeout", "20")
+    proc = graflow("submit", "dist_flows:summing", *_where(pool), "--set", "n=3", "--wait", "--timeout", "20")
     session_id = proc.stdout.splitlines()[0]
     out = graflow("status", session_id, "--url", pool.redis_url, "--prefix", pool.prefix, "--json", "--watch")
     assert out.returncode == 0, out.stderr

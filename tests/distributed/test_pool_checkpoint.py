@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import flows
+import dist_flows as flows
 import pytest
 from conftest import DistPool, graflow, release, wait_until
 

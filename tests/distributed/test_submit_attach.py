@@ -9,7 +9,7 @@ import time
 import warnings
 from typing import Any
 
-import flows
+import dist_flows as flows
 import pytest
 from conftest import SESSION_TTL, DistPool, child_env, release, session_keys, wait_until
 
@@ -51,7 +51,7 @@ def test_e6_submit_and_reattach(pool: DistPool) -> None:
 
 def test_producer_subprocess_exits_then_attach(pool: DistPool) -> None:
     code = (
-        "import sys, flows\n"
+        "import sys, dist_flows as flows\n"
         "run = flows.e6().submit(sys.argv[1], initial_channel={'x': 9}, queue=sys.argv[2], key_prefix=sys.argv[2])\n"
         "print(run.session_id)\n"
     )

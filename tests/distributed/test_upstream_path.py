@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import flows
+import dist_flows as flows
+import dist_groupflows as groupflows
 import pytest
 from conftest import DistPool, session_keys, wait_until
 
@@ -39,7 +40,7 @@ def test_in_process_run_on_a_redis_channel(client: Any, key_prefix: str, redis_c
 
 
 def test_group_members_run_on_the_pool(pool: DistPool, client: Any) -> None:
-    ctx = _redis_ctx(flows.pid_group(pool.prefix).graph, client, pool.prefix)
+    ctx = _redis_ctx(groupflows.pid_group(pool.prefix).graph, client, pool.prefix)
     assert WorkflowEngine().execute(ctx) == ["head", "m1", "m2", "m3", "tail"]
     pids = dict(ctx.channel.get("pids"))
     here = os.getpid()
@@ -48,7 +49,7 @@ def test_group_members_run_on_the_pool(pool: DistPool, client: Any) -> None:
     assert members <= pool.worker_pids() and here not in members
 
     # The producer merged the members' completions and steps: the same as a local run.
-    local = ExecutionContext.create(flows.pid_group(pool.prefix, backend="threading").graph)
+    local = ExecutionContext.create(groupflows.pid_group(pool.prefix, backend="threading").graph)
     assert WorkflowEngine().execute(local) == ["head", "m1", "m2", "m3", "tail"]
     assert sorted(ctx.completed_tasks) == sorted(local.completed_tasks)
     assert ctx.completed_tasks[0] == "head" and ctx.completed_tasks[-2:] == ["ParallelGroup_1", "tail"]
@@ -65,11 +66,33 @@ def test_group_members_run_on_the_pool(pool: DistPool, client: Any) -> None:
     assert state_keys and all(client.ttl(n) > 0 for n in state_keys)
 
 
+@pytest.mark.parametrize("best_effort", [False, True], ids=["strict", "best_effort"])
+def test_failed_member_on_the_pool_is_judged_like_in_process(pool: DistPool, client: Any, best_effort: bool) -> None:
+    from graflow.exceptions import ParallelGroupError
+
+    def run(ctx: ExecutionContext) -> Any:
+        try:
+            return WorkflowEngine().execute(ctx)
+        except ParallelGroupError as exc:
+            return exc
+
+    pooled = _redis_ctx(groupflows.failing_group(pool.prefix, best_effort=best_effort).graph, client, pool.prefix, "ParallelGroup_1")
+    local = ExecutionContext.create(groupflows.failing_group(pool.prefix, "threading", best_effort).graph, "ParallelGroup_1")
+    got, want = run(pooled), run(local)
+    if best_effort:
+        assert got == want == "tail"
+    else:
+        assert isinstance(got, ParallelGroupError) and isinstance(want, ParallelGroupError)
+        assert got.failed_tasks == want.failed_tasks and "bad member" in str(got)
+    assert pooled.completed_tasks == local.completed_tasks and pooled.steps == local.steps
+    assert pooled.get_result("after") == "after"
+
+
 def test_redis_coordinator_execute_group(pool: DistPool, client: Any) -> None:
     from graflow.coordination.redis_coordinator import RedisCoordinator
     from graflow.core.handlers.group_policy import StrictGroupPolicy
 
-    wf = flows.pid_group(pool.prefix)
+    wf = groupflows.pid_group(pool.prefix)
     ctx = _redis_ctx(wf.graph, client, pool.prefix, "head")
     members = [wf.graph.task(m) for m in ("m1", "m2")]
     coordinator = RedisCoordinator(DistributedTaskQueue(redis_client=client, key_prefix=pool.prefix))
@@ -82,7 +105,7 @@ def test_redis_coordinator_execute_group(pool: DistPool, client: Any) -> None:
 
 def test_group_timeout_raises_runtime_error_wrapping_timeout(pool: DistPool, client: Any) -> None:
     nobody = f"{pool.prefix}-nobody"  # no worker serves this queue
-    ctx = _redis_ctx(flows.pid_group(pool.prefix, queue=nobody, timeout=0.5).graph, client, pool.prefix)
+    ctx = _redis_ctx(groupflows.pid_group(pool.prefix, queue=nobody, timeout=0.5).graph, client, pool.prefix)
     with pytest.raises(GraflowRuntimeError) as info:
         WorkflowEngine().execute(ctx)
     err = info.value
@@ -99,10 +122,10 @@ def test_group_timeout_raises_runtime_error_wrapping_timeout(pool: DistPool, cli
 
 
 def test_redis_group_on_a_memory_channel_is_a_config_error(key_prefix: str) -> None:
-    wf = flows.pid_group(key_prefix)
+    wf = groupflows.pid_group(key_prefix)
     with pytest.raises(ConfigError, match="channel_backend='redis'"):
         wf.execute()
-    ctx = ExecutionContext.create(flows.pid_group(key_prefix).graph)
+    ctx = ExecutionContext.create(groupflows.pid_group(key_prefix).graph)
     with pytest.raises(ConfigError):
         WorkflowEngine().execute(ctx)
 

@@ -349,39 +349,3 @@ def checkpoint_at(which: str) -> WorkflowContext:
 
         make("first", "first-done") >> make("last", "last-done")
     return wf
-
-
-def pid_group(
-    prefix: str, queue: str | None = None, timeout: float | None = None, backend: str = "redis"
-) -> WorkflowContext:
-    """head >> (m1 | m2 | m3 on the pool) >> tail, for an in-process run on a Redis channel."""
-    from graflow import parallel
-
-    config: dict[str, Any] = {"key_prefix": prefix, "queue": queue or prefix}
-    if timeout is not None:
-        config["timeout"] = timeout
-    with workflow("pid_group") as wf:
-
-        @task(inject_context=True)
-        def head(ctx: Any) -> str:
-            ctx.get_channel().append("pids", ["head", os.getpid()])
-            return "head"
-
-        def member(name: str) -> Any:
-            @task(name, inject_context=True)
-            def body(ctx: Any) -> str:
-                ctx.get_channel().append("pids", [ctx.task_id, os.getpid()])
-                return ctx.task_id
-
-            return body
-
-        @task(inject_context=True)
-        def tail(ctx: Any) -> list[Any]:
-            ctx.get_channel().append("pids", ["tail", os.getpid()])
-            return sorted(p[0] for p in ctx.get_channel().get("pids"))
-
-        group = parallel(member("m1"), member("m2"), member("m3")).with_execution(
-            backend=backend, backend_config=config
-        )
-        head >> group >> tail
-    return wf
