@@ -19,11 +19,20 @@ from graflow.codec import SecretKey, sign
 from graflow.distributed.spec import TaskSpec, decode, encode
 
 JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
+#: rq calls it when its own cleanup abandons a job (``rq info``, a dashboard, a plain
+#: rq worker) before graflow's reaper got to it: the task is redelivered anyway.
+ABANDONED_CALLBACK = "graflow.worker.failover.on_failure_callback"
 #: Default of ``failure_ttl``; the value used is ``session_ttl()`` (GRAFLOW_SESSION_TTL).
 FAILURE_TTL = 604800
 
 _queues: dict[tuple[int, str], Any] = {}
 _queues_lock = threading.Lock()
+
+
+def _callback() -> Any:
+    from rq.job import Callback
+
+    return Callback(ABANDONED_CALLBACK)
 
 
 def job_id(spec: TaskSpec) -> str:
@@ -83,6 +92,7 @@ def enqueue(
             failure_ttl=failure_ttl,
             description=description(spec),
             job_id=job_id(spec),
+            on_failure=_callback(),
         )
         if spec.not_before > now:
             when = _dt.datetime.fromtimestamp(spec.not_before, tz=_dt.timezone.utc)

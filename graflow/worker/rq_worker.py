@@ -126,25 +126,45 @@ class GraflowWorker(Worker):
         self.take_script = self.connection.register_script(bookkeeping.TAKE_SCRIPT)
         self.batch_script = self.connection.register_script(bookkeeping.BATCH_SCRIPT)
         self._queues_by_key: dict[str, Queue] = {}
+        self._reaper: Any = None
 
     # ------------------------------------------------------------------ hooks
     def on_job_abandoned(self, job: Job) -> None:
-        """Hook: a forked work horse died while this worker survives (failover re-enqueues)."""
+        """A forked work horse died while this worker survives: re-run its task at once."""
+        from graflow.worker import failover
+
+        if failover.is_graflow_job(job):
+            failover.redeliver(self.connection, job, lost_worker=self.name, why="lost its work horse",
+                               max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
 
     def on_tick(self) -> None:
-        """Hook: runs at start-up and about every ``heartbeat/3`` s (failover's reaper).
+        """Runs at start-up and about every ``heartbeat/3`` s: the failover reaper.
 
         In-process mode calls it from the heartbeat thread; ``--fork`` mode from the
         main loop (idle wake-ups and rq's horse-monitor loop).
         """
+        from graflow.worker.failover import Reaper
 
-    def hand_back(self, job: Job) -> Job:
-        """Give ``job`` back to its queue after a second signal; returns the new job.
+        if self._reaper is None:
+            self._reaper = Reaper(self.connection, self.queue_names(), heartbeat=self.lease_seconds,
+                                  max_redeliveries=self.max_redeliveries, name=self.name)  # fmt: skip
+        self._reaper.run_once()
 
-        The new job has id ``<old_id>-h<n>`` and the same function, arguments and
-        options; graflow's job function counts it as attempt + 1 from its own spec. The
-        old job goes to the failed registry as ``abandoned: … handed back``.
+    def hand_back(self, job: Job) -> Job | None:
+        """Give ``job`` back to its queue after a second signal.
+
+        A graflow job goes back as attempt + 1 of its activation (the session's
+        redelivery step, then a new rq job); any other job is re-enqueued as a copy
+        ``<old_id>-h<n>``. Either way the old job is recorded in the failed registry as
+        ``abandoned: …``.
         """
+        from graflow.worker import failover
+
+        if failover.is_graflow_job(job):
+            failover.redeliver(self.connection, job, lost_worker=self.name,
+                               why="stopped by a second signal; handed back",
+                               max_redeliveries=self.max_redeliveries + 1, reaper=self.name)  # fmt: skip
+            return None
         return hand_back_job(self, job)
 
     # ------------------------------------------------------------ properties

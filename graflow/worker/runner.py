@@ -241,8 +241,9 @@ def run(settings: WorkerSettings) -> int:
     import_modules(settings.imports)
     if not wait_for_redis(settings, pending=pending):
         return EXIT_OK  # stopped by a signal before Redis answered
-    if settings.concurrency == 1:
-        return run_worker(settings, settings.name, pending)
+    # Workers always run under a supervisor, also with --concurrency 1: the worker
+    # command is then one process group (supervisor + worker), which an operator or
+    # an orchestrator stops or kills as a unit, as on host loss.
     from graflow.worker.supervisor import Supervisor
 
     return Supervisor(settings, pending).run()

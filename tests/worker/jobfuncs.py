@@ -22,11 +22,12 @@ def _conn():
 
 
 def record(key: str, value: str = "ran") -> str:
-    """Append ``{"value", "pid", "thread", "job_id"}`` to list ``key``."""
+    """Append ``{"value", "pid", "ppid", "thread", "job_id"}`` to list ``key``."""
     job = get_current_job()
     entry = {
         "value": value,
         "pid": os.getpid(),
+        "ppid": os.getppid(),
         "thread": threading.current_thread().name,
         "job_id": job.id if job else None,
     }
