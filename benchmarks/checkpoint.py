@@ -68,9 +68,19 @@ def main() -> None:
                         with open(path, "wb") as f:
                             f.write(cloudpickle.dumps(ctx))
 
+                    def durable_floor(ctx: ExecutionContext = ctx, path: str = floor_path) -> None:
+                        with open(path, "wb") as f:
+                            f.write(cloudpickle.dumps(ctx))
+                            f.flush()
+                            os.fsync(f.fileno())
+
                     t_floor, _ = median_time(floor, args.runs)
+                    t_durable, _ = median_time(durable_floor, args.runs)
                     entry["bare_pickle_write_ms"] = round(t_floor * 1e3, 3)
                     entry["create_vs_bare"] = round(t_create / t_floor, 2)
+                    # The same plus one fsync: what any crash-safe write pays at least.
+                    entry["bare_pickle_write_fsync_ms"] = round(t_durable * 1e3, 3)
+                    entry["create_vs_bare_fsync"] = round(t_create / t_durable, 2)
                 results[f"{backend}_{label}"] = entry
     emit("checkpoint", results)
 

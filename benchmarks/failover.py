@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def slow_task(ctx: Any) -> str:
-    ctx.get_channel().append("starts", [os.getpid(), ctx.attempt, time.time()])
+    ctx.get_channel().append("starts", [os.getppid(), ctx.attempt, time.time()])
     time.sleep(60)
     return "ok"
 
@@ -56,8 +56,8 @@ def one_run(url: str, queue: str, workers: dict[int, subprocess.Popen[bytes]], h
         if time.monotonic() > deadline:
             raise RuntimeError("the task never started")
         time.sleep(0.01)
-    pid = run.channel.get("starts")[0][0]
-    proc = workers.pop(pid)
+    supervisor = run.channel.get("starts")[0][0]  # the worker command's pid (its supervisor)
+    proc = workers.pop(supervisor)
     t_kill = time.time()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

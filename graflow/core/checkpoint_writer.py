@@ -147,6 +147,27 @@ def write_checkpoint(
     return location, meta
 
 
+class _HashThread(threading.Thread):
+    """sha256 of a large payload, computed beside the file write."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(daemon=True)
+        self._data = data
+        self._digest = ""
+        if len(data) < 1 << 20:  # small: not worth a thread
+            self._digest = sha256_hex(data)
+        else:
+            self.start()
+
+    def run(self) -> None:
+        self._digest = sha256_hex(self._data)
+
+    def result(self) -> str:
+        if not self._digest:
+            self.join()
+        return self._digest
+
+
 def store_artefacts(
     store: CheckpointStore,
     base: str,
@@ -189,16 +210,12 @@ def _commit(
     doc = meta.to_dict()
     doc.update(
         schema_version=SCHEMA_VERSION,
-        files={
-            "pkl": {"bytes": len(pkl), "sha256": sha256_hex(pkl)},
-            "state": {"bytes": len(state_bytes), "sha256": sha256_hex(state_bytes)},
-        },
         signed=signed,
         graflow_version=graflow.__version__,
         python_version=sys.version.split()[0],
     )
     try:
-        meta_bytes = encode(doc)
+        encode(doc)  # fail on bad user metadata before anything is written
     except TypeError as exc:
         where = store.display(base, "meta") if base else f"session {state.session_id}"
         raise CheckpointError(
@@ -206,6 +223,17 @@ def _commit(
             "pass only str/int/float/bool/None/list/dict values in metadata=",
             exc,
         ) from exc
+    # The .pkl's sha256 is computed on a thread (hashlib releases the GIL) while the
+    # store writes and fsyncs it; meta.json, written last, waits for it.
+    pkl_hash = _HashThread(pkl)
+
+    def meta_bytes() -> bytes:
+        doc["files"] = {
+            "pkl": {"bytes": len(pkl), "sha256": pkl_hash.result()},
+            "state": {"bytes": len(state_bytes), "sha256": sha256_hex(state_bytes)},
+        }
+        return encode(doc)
+
     # One write at a time in this process: two branches of a group checkpointing at
     # once must not pick the same automatic name, nor interleave their artefacts.
     with _write_lock:

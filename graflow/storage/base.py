@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from graflow.exceptions import CheckpointError, CheckpointNotFoundError
 
@@ -64,13 +64,28 @@ def check_part(part: str) -> str:
         raise ValueError(f"unknown checkpoint part {part!r}; expected one of {PARTS}") from None
 
 
-def check_files(files: Mapping[str, bytes]) -> None:
-    """A write carries exactly the three parts, as bytes."""
+#: A part's bytes, or a function producing them: meta.json may be finished while the
+#: store is already writing the large ``.pkl`` (its hash is computed alongside).
+Part = bytes | Callable[[], bytes]
+
+
+def check_files(files: Mapping[str, Part]) -> None:
+    """A write carries exactly the three parts, as bytes (or a function for bytes)."""
     if set(files) != set(PARTS):
         raise ValueError(f"a checkpoint write needs exactly the parts {PARTS}, got {sorted(files)}")
     for part, data in files.items():
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if not isinstance(data, (bytes, bytearray, memoryview)) and not callable(data):
             raise TypeError(f"checkpoint part {part!r} must be bytes, not {type(data).__name__}")
+
+
+def part_bytes(data: Part) -> bytes:
+    return data() if callable(data) else bytes(data)
+
+
+def materialize(files: Mapping[str, Part]) -> dict[str, bytes]:
+    """Every part as bytes (stores that write all parts in one step)."""
+    check_files(files)
+    return {part: part_bytes(data) for part, data in files.items()}
 
 
 class CheckpointStore(ABC):
@@ -80,7 +95,7 @@ class CheckpointStore(ABC):
     kind: str
 
     @abstractmethod
-    def write(self, base: str, files: dict[str, bytes]) -> str:
+    def write(self, base: str, files: dict[str, Part]) -> str:
         """Write the three artefacts of ``base`` (meta.json last, so it commits them)
         and return the display location of the ``.pkl``. An existing checkpoint at
         ``base`` is replaced. Failures raise ``CheckpointError`` naming the location."""

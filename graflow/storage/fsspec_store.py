@@ -24,7 +24,7 @@ from graflow.exceptions import (
     UnsupportedCheckpointLocationError,
 )
 from graflow.redisconn import mask_url
-from graflow.storage.base import CheckpointStore, check_files, check_part, stems_with
+from graflow.storage.base import CheckpointStore, Part, check_part, materialize, stems_with
 
 __all__ = ["FsspecStore", "open_fsspec"]
 
@@ -105,8 +105,8 @@ class FsspecStore(CheckpointStore):
         torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
         return [self._join(stem) for stem in sorted(torn - committed)]
 
-    def write(self, base: str, files: dict[str, bytes]) -> str:
-        check_files(files)
+    def write(self, base: str, files: dict[str, Part]) -> str:
+        data = materialize(files)
         step = self.display(base, "meta")
         try:
             parent = self._path(base, "pkl").rsplit("/", 1)[0]
@@ -118,7 +118,7 @@ class FsspecStore(CheckpointStore):
                 self.fs.rm_file(meta)
             for part, point in (("pkl", "after_pkl"), ("state", "after_state"), ("meta", "")):
                 step = self.display(base, part)
-                self.fs.pipe_file(self._path(base, part), bytes(files[part]))
+                self.fs.pipe_file(self._path(base, part), data[part])
                 if point:
                     crash_point(f"checkpoint.{point}")
         except OSError as exc:

@@ -30,8 +30,9 @@ from graflow.storage.base import (
     PARTS,
     SUFFIXES,
     CheckpointStore,
-    check_files,
+    Part,
     check_part,
+    materialize,
     strip_suffix,
 )
 
@@ -139,14 +140,14 @@ class RedisStore(CheckpointStore):
         keys = [self.key(base, p) for p in PARTS]
         return bool(self._call(self.display(base), self._client().exists, *keys))
 
-    def write(self, base: str, files: dict[str, bytes]) -> str:
-        check_files(files)
+    def write(self, base: str, files: dict[str, Part]) -> str:
+        data = materialize(files)
         ttl = checkpoint_ttl()
 
         def transaction() -> None:
             pipe = self._client().pipeline(transaction=True)
             for part in PARTS:
-                pipe.set(self.key(base, part), bytes(files[part]), ex=ttl)
+                pipe.set(self.key(base, part), data[part], ex=ttl)
             # Nothing reaches Redis before EXEC: a crash here writes none of the keys.
             crash_point("checkpoint.after_pkl")
             crash_point("checkpoint.after_state")

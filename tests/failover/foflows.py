@@ -1,0 +1,120 @@
+"""Workflows of the failover tests; worker processes import this module.
+
+Every task body records its execution with ``channel.append("ran", task_id)`` (so a
+test can count how often a body ran, across processes) and writes one data key.
+``maybe_arm`` arms a crash point from inside a task body: the test pre-creates the
+``GRAFLOW_CRASH_ONCE_FILE`` (disarmed) and names the arming task in ``FO_ARM_AT``; the
+first execution of that task deletes the file, so the next process to reach the
+armed point crashes there (once).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from graflow import parallel, task, workflow
+from graflow.core.workflow import WorkflowContext
+
+MEMBERS = ("p1", "p2", "p3")
+
+
+def maybe_arm(ctx: Any) -> None:
+    """Arm the crash point if this task is ``FO_ARM_AT`` (first execution only)."""
+    once = os.environ.get("GRAFLOW_CRASH_ONCE_FILE")
+    if not once or os.environ.get("FO_ARM_AT") != ctx.task_id:
+        return
+    try:
+        fd = os.open(once + ".armed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return  # a re-run of the arming task must not arm a second crash
+    os.close(fd)
+    try:
+        os.unlink(once)
+    except FileNotFoundError:
+        pass
+
+
+def step(ctx: Any, value: Any) -> Any:
+    """What every task of the diamond flow does: record, write a data key, arm."""
+    channel = ctx.get_channel()
+    channel.append("ran", ctx.task_id)
+    channel.set(f"data:{ctx.task_id}", value)
+    maybe_arm(ctx)
+    time.sleep(0.02)
+    return value
+
+
+def checkpoint_location(ctx: Any) -> str:
+    """``$FO_CKPT/<session id>``: a tmp dir or a ``redis://`` URL the test chose."""
+    return f"{os.environ['FO_CKPT']}/{ctx.session_id}"
+
+
+def diamond() -> WorkflowContext:
+    """fetch → a, b → join → parallel(p1, p2, p3) → save (checkpoint) → final."""
+    with workflow("failover-diamond") as wf:
+
+        @task(inject_context=True)
+        def fetch(ctx: Any) -> int:
+            return int(step(ctx, 1))
+
+        @task(inject_context=True)
+        def a(ctx: Any, fetch: int) -> int:
+            return int(step(ctx, fetch + 10))
+
+        @task(inject_context=True)
+        def b(ctx: Any, fetch: int) -> int:
+            return int(step(ctx, fetch + 100))
+
+        @task(inject_context=True)
+        def join(ctx: Any, a: int, b: int) -> int:
+            return int(step(ctx, a + b))
+
+        def member(name: str, weight: int) -> Any:
+            @task(inject_context=True, id=name)
+            def body(ctx: Any) -> int:
+                return int(step(ctx, ctx.get_channel().get("data:join") * weight))
+
+            return body
+
+        group = parallel(*(member(n, i + 1) for i, n in enumerate(MEMBERS)))
+
+        @task(inject_context=True)
+        def save(ctx: Any) -> int:
+            total = sum(ctx.get_channel().get(f"data:{n}") for n in MEMBERS)
+            ctx.checkpoint(path=checkpoint_location(ctx), metadata={"stage": "save"})
+            return int(step(ctx, total))
+
+        @task(inject_context=True)
+        def final(ctx: Any, save: int) -> str:
+            return str(step(ctx, f"total={save}"))
+
+        fetch >> a
+        fetch >> b
+        a >> join
+        b >> join
+        join >> group >> save >> final
+    return wf
+
+
+def fan(members: int = 480, tail: int = 18, nap: float = 0.008) -> WorkflowContext:
+    """start → parallel(m0…m{members-1}) → t0 → … → t{tail-1}: 1 + members + 1 + tail tasks."""
+    with workflow("failover-fan") as wf:
+
+        def body(name: str) -> Any:
+            @task(inject_context=True, id=name)
+            def run(ctx: Any) -> str:
+                ctx.get_channel().append("ran", ctx.task_id)
+                time.sleep(nap)
+                return name
+
+            return run
+
+        start = body("start")
+        group = parallel(*(body(f"m{i}") for i in range(members)))
+        chain = [body(f"t{i}") for i in range(tail)]
+        start >> group >> chain[0]
+        for left, right in zip(chain, chain[1:], strict=False):
+            left >> right
+    return wf

@@ -1,0 +1,107 @@
+"""No lost work at any crash point (design: "No lost work at any crash point"; §16.4, §16.6).
+
+One workflow (a diamond fetch → a, b → join, a parallel group, a task that writes a
+deferred checkpoint) runs on two workers with a 1.5 s heartbeat while one crash point
+is armed once (``GRAFLOW_CRASH_AT`` + ``GRAFLOW_CRASH_ONCE_FILE`` on both workers). The
+crashed worker is replaced (``Keeper``). The run must end exactly like a crash-free
+run: same channel data, every task completed exactly once, no body run more than twice.
+
+Repeat 0 arms the point from the start (it fires on the first job to reach it) and
+checkpoints to a directory; repeat 1 arms it from inside group member ``p2`` (it fires
+mid-run) and checkpoints to a ``redis://`` location.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import foflows as flows
+import pytest
+from fohelpers import FoPool, Keeper, channel_state, completed_events, done_markers, ran_counts, store_of
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+POINTS = [
+    "job.start",
+    "task.before_commit",
+    "commit.before_handover",
+    "checkpoint.before_handover",
+    "job.before_finish",
+    "checkpoint.after_pkl",
+    "checkpoint.after_state",
+]
+TASKS = {"fetch", "a", "b", "join", *flows.MEMBERS, "save", "final"}
+
+
+def _location(redis_url: str, tmp: Path, prefix: str, repeat: int) -> str:
+    return str(tmp / "ck") if repeat == 0 else f"{redis_url}/{prefix}/ck"
+
+
+def _outcome(run: Any) -> dict[str, Any]:
+    status = run.status()
+    completed = store_of(run).completed()
+    return {
+        "result": run.wait(timeout=0),
+        "state": status.state,
+        "completed": completed,
+        "status_completed": status.completed,
+        "channel": channel_state(run),
+        "ran": ran_counts(run),
+        "events": completed_events(run),
+        "done": done_markers(run),
+        "last_checkpoint": status.last_checkpoint,
+    }
+
+
+@pytest.fixture(scope="module")
+def baseline(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The crash-free run the crashed ones must match."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    pool = FoPool(redis_url, 2, FO_CKPT=str(tmp / "ck"))
+    with pool:
+        run = pool.submit(flows.diamond())
+        assert run.wait(timeout=30) == "total=672", pool.logs_text()
+        out = _outcome(run)
+    assert set(out["completed"]) >= TASKS and all(n == 1 for n in out["ran"].values())
+    return out
+
+
+@pytest.mark.parametrize("repeat", [0, 1])
+@pytest.mark.parametrize("point", POINTS)
+def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, Any], redis_url: str,
+                                   tmp_path: Path) -> None:  # fmt: skip
+    once = tmp_path / "once"
+    env = {"GRAFLOW_CRASH_AT": point, "GRAFLOW_CRASH_ONCE_FILE": str(once)}
+    if repeat == 1:
+        once.write_text("disarmed\n")
+        env["FO_ARM_AT"] = "p2"
+    pool = FoPool(redis_url, 2, **env)
+    pool.env["FO_CKPT"] = _location(redis_url, tmp_path, pool.prefix, repeat)
+    t0 = time.monotonic()
+    with pool, Keeper(pool) as keeper:
+        run = pool.submit(flows.diamond())
+        try:
+            result = run.wait(timeout=40)
+        except Exception as exc:
+            raise AssertionError(f"{point}/{repeat}: {exc!r}\n{pool.logs_text()}") from exc
+        out = _outcome(run)
+        logs = pool.logs_text()
+    elapsed = time.monotonic() - t0
+    fired = once.read_text() if once.exists() else ""
+    assert fired.startswith(point), f"crash point {point} never fired ({fired!r})\n{logs}"
+    assert keeper.exits, "the crashed worker did not exit"
+    assert result == baseline["result"] and out["state"] == "completed"
+    assert out["channel"] == baseline["channel"], logs
+    # exactly-once completion
+    assert len(out["completed"]) == len(set(out["completed"]))
+    assert set(out["completed"]) == set(baseline["completed"])
+    assert out["status_completed"] == baseline["status_completed"]
+    assert out["events"] == baseline["events"], f"completions recorded: {out['events']}"
+    assert len(out["done"]) == len(baseline["done"])
+    # at-least-once execution, at most one re-run
+    assert set(out["ran"]) == set(baseline["ran"])
+    assert max(out["ran"].values()) <= 2, out["ran"]
+    print(f"{point}/{repeat}: {elapsed:.1f}s, re-ran {[t for t, n in out['ran'].items() if n > 1]}, "
+          f"checkpoint {out['last_checkpoint']}")  # fmt: skip
