@@ -44,6 +44,17 @@ local function snapshot()
     state = redis.call('HGET', root, 'state'),
   }
 end
+-- The session's state while it is live; else nil and the reply that ends this step
+-- (an attempt of a finished run leaves :running, nothing else changes).
+local function live(spec_id)
+  local state = redis.call('HGET', root, 'state')
+  if not state then return nil, enc({status = 'missing'}) end
+  if FINAL[state] then
+    redis.call('HDEL', k('running'), spec_id)
+    return nil, enc({status = 'final', state = state})
+  end
+  return state, nil
+end
 local function handover_of(spec_id)
   local out = {}
   local ho = redis.call('HGET', k('handover'), spec_id)
@@ -224,12 +235,8 @@ return enc({status = 'ok', enqueue = enqueue, snapshot = snap})
 # ARGV[1]: {spec_id, attempt, task_id, base_id, mode, retry, error, branch, finalize, now, ttl}
 FAIL = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
-local state = redis.call('HGET', root, 'state')
-if not state then return enc({status = 'missing'}) end
-if FINAL[state] then
-  redis.call('HDEL', k('running'), c.spec_id)
-  return enc({status = 'final', state = state})
-end
+local state, stop = live(c.spec_id)
+if stop then return stop end
 if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then return enc({status = 'dup', enqueue = {}}) end
 redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', root, 'updated_at', c.now)
@@ -257,12 +264,8 @@ return enc({status = 'finished', state = 'failed'})
 # ARGV[1]: {spec_id, attempt, group_id, run, members: [[member, spec_id, json]], parent, spec, now}
 GROUP_START = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
-local state = redis.call('HGET', root, 'state')
-if not state then return enc({status = 'missing'}) end
-if FINAL[state] then
-  redis.call('HDEL', k('running'), c.spec_id)
-  return enc({status = 'final', state = state})
-end
+local state, stop = live(c.spec_id)
+if stop then return stop end
 local g = k('group:' .. c.run)
 if redis.call('EXISTS', g) == 1 then
   local out = {}
@@ -290,12 +293,8 @@ return enc({status = 'ok', enqueue = out})
 # ARGV[1]: {spec_id, attempt, spec, worker, now}: a lost attempt's activation back to pending.
 REDELIVER = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
-local state = redis.call('HGET', root, 'state')
-if not state then return enc({status = 'missing'}) end
-if FINAL[state] then
-  redis.call('HDEL', k('running'), c.spec_id)
-  return enc({status = 'final', state = state})
-end
+local state, stop = live(c.spec_id)
+if stop then return stop end
 if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then
   return enc({status = 'done', enqueue = handover_of(c.spec_id)})
 end

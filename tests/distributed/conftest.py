@@ -96,7 +96,16 @@ class DistPool(Pool):
         return self
 
     def worker_pids(self) -> set[int]:
-        return {p.pid for p in self.procs}
+        """Pids of the worker processes that run tasks: the children of each worker
+        command (the command itself is their supervisor)."""
+        pids: set[int] = set()
+        for proc in self.procs:
+            try:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    pids.update(int(x) for x in f.read().split())
+            except OSError:
+                continue
+        return pids
 
     def cleanup(self) -> None:
         import redis
