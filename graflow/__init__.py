@@ -24,6 +24,13 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
+def __getattr__(name: str) -> str:
+    # ``__version__`` reads package metadata, which costs more than the rest of the
+    # import: do it on first use.
+    if name == "__version__":
+        version = _version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module 'graflow' has no attribute {name!r}")
 
 __all__ = ["RetryPolicy", "TaskExecutionContext", "chain", "parallel", "task", "workflow"]
