@@ -20,6 +20,8 @@ from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode
 
 logger = logging.getLogger("graflow.worker")
+#: Session fields of a deferred checkpoint in flight: set by the commit, cleared once written.
+DEFERRED_FIELDS = ("checkpointing", "checkpoint_request")
 
 if TYPE_CHECKING:
     from graflow.core.checkpoint import CheckpointMetadata
@@ -135,7 +137,8 @@ def write_snapshot_checkpoint(
     )
     pipe = client.pipeline(transaction=True)
     pipe.hset(pctx.store.keys.meta, "last_checkpoint", location)
-    pipe.hdel(pctx.store.keys.meta, "checkpointing")  # set by the commit that took the snapshot
+    if resuming_task_id is None:  # deferred: the commit that took the snapshot set these
+        pipe.hdel(pctx.store.keys.meta, *DEFERRED_FIELDS)
     pipe.execute()
     return location, meta
 
@@ -164,8 +167,42 @@ def write_from_snapshot(
             blob = b""
         fields = {"error_type": type(exc).__name__, "failed_task": task_id, "traceback": "".join(traceback.format_exception(exc))}
         outcome = pctx.store.end_run("failed", "task_failed", str(exc), fields, error_blob=blob, force=finished)
-        pctx.store.client.hdel(pctx.store.keys.meta, "checkpointing")
+        pctx.store.client.hdel(pctx.store.keys.meta, *DEFERRED_FIELDS)
         return outcome
+
+
+def write_lost_checkpoint(client: Any, wire: Wire, request_doc: str | None, finished: bool) -> bool:
+    """Write the deferred checkpoint a lost attempt committed but never wrote (§16.6).
+
+    ``request_doc`` is the session's ``checkpoint_request`` (see ``COMMIT``); it is
+    written only if it belongs to ``wire``'s activation. The snapshot is taken now: a
+    state at least as far as the commit's, and the redelivery writes it before handing
+    the successors to rq, so they are still listed as pending. Returns whether it wrote
+    (or tried to: a failed write fails the run, as for the original writer).
+    """
+    from graflow.core.task_context import CheckpointRequest
+    from graflow.distributed.executor import _channel, graph_store
+    from graflow.distributed.pool_context import PoolContext
+    from graflow.distributed.session import SessionStore
+
+    if not request_doc:
+        return False
+    doc = msgspec.json.decode(request_doc)
+    if doc.get("spec_id") != wire.spec_id:
+        return False
+    store = SessionStore(client, wire.key_prefix, wire.session_id)
+    graph = graph_store(client, wire.key_prefix, None).get(wire.graph_hash)
+    if graph is None:
+        client.hdel(store.keys.meta, *DEFERRED_FIELDS)
+        logger.error("session %s: graph %s is gone; the checkpoint requested by %s is lost",
+                     wire.session_id, wire.graph_hash[:12], doc.get("task_id"))  # fmt: skip
+        return False
+    pctx = PoolContext(graph, store.meta(), store, _channel(client, wire, None), None)
+    request = CheckpointRequest(doc.get("metadata") or {}, doc.get("path"), list(doc.get("requested_by") or []))
+    logger.warning("session %s: writing the checkpoint requested by %s, whose writer was lost",
+                   wire.session_id, doc.get("task_id"))  # fmt: skip
+    write_from_snapshot(pctx, request, store.snapshot(), str(doc.get("task_id")), finished)
+    return True
 
 
 def write_pool_checkpoint(
@@ -175,4 +212,7 @@ def write_pool_checkpoint(
     return write_snapshot_checkpoint(pctx, pctx.store.snapshot(), path, metadata, resuming_task_id)
 
 
-__all__ = ["write_from_snapshot", "write_pool_checkpoint", "write_snapshot_checkpoint"]
+__all__ = [
+    "DEFERRED_FIELDS", "write_from_snapshot", "write_lost_checkpoint", "write_pool_checkpoint",
+    "write_snapshot_checkpoint",
+]

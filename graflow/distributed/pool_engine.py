@@ -155,6 +155,8 @@ class PoolEngine(WorkflowEngine):
             ),
             "snapshot": request is not None and not in_branch and verdict != CANCEL,
         }
+        if control["snapshot"] and request is not None:
+            control["checkpoint"] = checkpoint_request_doc(self.wire, task_id, request)
         from graflow.crash import crash_point
 
         # crash point "task.before_commit": the task body has run (its channel writes are
@@ -177,7 +179,12 @@ class PoolEngine(WorkflowEngine):
     def after_step(self, store: SessionStore, secret_key: SecretKey, outcome: dict[str, Any]) -> None:
         """Hand what the step made ready to rq; give a finished run's channel its TTL."""
         status = outcome.get("status")
-        if status == "dup":
+        if status == "missing":
+            # The session vanished while the task ran (purged, expired, or a Redis that
+            # restarted without persistence): nothing to record the completion in.
+            logger.warning("session %s does not exist (expired, purged or lost by Redis); the completion "
+                           "of %s is dropped", self.wire.session_id, self.wire.task_id)  # fmt: skip
+        elif status == "dup":
             logger.info(
                 "duplicate commit of %s (attempt %s) ignored: another attempt completed it first",
                 self.wire.task_id, self.wire.attempt,
@@ -268,6 +275,17 @@ class PoolEngine(WorkflowEngine):
         self.after_step(store, secret_key, self.outcome)
 
 
+def checkpoint_request_doc(wire: Wire, task_id: str, request: Any) -> str | None:
+    """The deferred request as the commit keeps it for a redelivery (JSON), or None when
+    its metadata is not JSON (then a lost writer's checkpoint is only reported)."""
+    doc = {"spec_id": wire.spec_id, "task_id": task_id, "path": request.path,
+           "metadata": request.metadata, "requested_by": list(request.requested_by or [])}  # fmt: skip
+    try:
+        return msgspec.json.encode(doc).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return None
+
+
 def fail_activation(store: SessionStore, wire: Wire, error: BaseException, secret_key: SecretKey) -> dict[str, Any]:
     """Fail one activation from outside its attempt (a poison task, §16.6)."""
     engine = PoolEngine(wire, Branch(wire.group_id, wire.group_run, wire.branch_id), "")
@@ -275,4 +293,4 @@ def fail_activation(store: SessionStore, wire: Wire, error: BaseException, secre
     return engine.outcome
 
 
-__all__ = ["Branch", "PoolEngine", "fail_activation"]
+__all__ = ["Branch", "PoolEngine", "checkpoint_request_doc", "fail_activation"]

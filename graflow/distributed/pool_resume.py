@@ -127,7 +127,8 @@ def _rewrite(
     if specs:
         pipe.hset(k.pending, mapping={s.spec_id: encode(s) for s in specs})
     now = time.time()
-    pipe.hdel(k.meta, "error", "error_type", "failed_task", "traceback", "error_blob", "finished_at", "checkpointing")
+    pipe.hdel(k.meta, "error", "error_type", "failed_task", "traceback", "error_blob", "finished_at", "checkpointing",
+              "checkpoint_request")
     fields = {
         "state": "queued", "stop_reason": "", "steps": state.steps, "seq": len(state.completed_tasks),
         "max_steps": state.max_steps, "start_node": state.start_node or "", **meta_fields,

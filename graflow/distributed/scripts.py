@@ -212,6 +212,9 @@ if c.snapshot then
   -- The worker writes the checkpoint after this step; until it has (or has failed),
   -- WorkflowRun.wait() does not report the run as over (see pool_checkpoint.py).
   redis.call('HSET', root, 'checkpointing', c.now)
+  -- What to write, kept until it is written: if this worker dies first, the attempt's
+  -- redelivery writes it (failover.redeliver), so wait() does not hang on the flag.
+  if type(c.checkpoint) == 'string' then redis.call('HSET', root, 'checkpoint_request', c.checkpoint) end
 end
 if late then return enc({status = 'final', state = state, snapshot = snap}) end
 if c.verdict == 'terminate' and c.branch == cjson.null then
@@ -237,7 +240,8 @@ FAIL = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
 local state, stop = live(c.spec_id)
 if stop then return stop end
-if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then return enc({status = 'dup', enqueue = {}}) end
+-- Completed already (a poison verdict or a failure racing a commit): re-drive its hand-over.
+if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then return enc({status = 'dup', enqueue = handover_of(c.spec_id)}) end
 redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', root, 'updated_at', c.now)
 if c.mode == 'retry' then
@@ -293,10 +297,22 @@ return enc({status = 'ok', enqueue = out})
 # ARGV[1]: {spec_id, attempt, spec, worker, now}: a lost attempt's activation back to pending.
 REDELIVER = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
+-- A deferred checkpoint not written yet, whose writer may be the lost attempt (the caller
+-- compares the spec id in it): returned with 'final' and 'done'.
+local function unwritten()
+  if redis.call('HEXISTS', root, 'checkpointing') == 0 then return cjson.null end
+  return redis.call('HGET', root, 'checkpoint_request') or cjson.null
+end
 local state, stop = live(c.spec_id)
-if stop then return stop end
+if stop then
+  local ck = unwritten()
+  if ck == cjson.null then return stop end
+  local out = cjson.decode(stop)
+  out.checkpoint = ck
+  return enc(out)
+end
 if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then
-  return enc({status = 'done', enqueue = handover_of(c.spec_id)})
+  return enc({status = 'done', enqueue = handover_of(c.spec_id), checkpoint = unwritten()})
 end
 local p = redis.call('HGET', k('pending'), c.spec_id)
 if p and tonumber(cjson.decode(p).attempt or 1) > c.attempt then

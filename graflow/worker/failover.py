@@ -74,20 +74,21 @@ def redeliver(
     connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
     lease: Any = None,
 ) -> str:
-    """Re-enqueue the activation of a graflow job whose attempt was lost; returns what happened."""
+    """Re-enqueue the activation of a graflow job whose attempt was lost; returns the
+    reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``)."""
     wire = decode(job.args[0])
     store = SessionStore(connection, wire.key_prefix, wire.session_id)
     if wire.redeliveries >= max_redeliveries:
         from graflow.distributed.pool_engine import fail_activation
 
         error = WorkerLostError(wire.task_id, wire.attempt, lost_worker)
+        reason = f"abandoned: worker {lost_worker} {why}; poison task, run failed"
         with connection.pipeline() as pipe:
-            record_abandoned(connection, job, f"abandoned: worker {lost_worker} {why}; poison task, run failed",
-                             reaper, pipe, lease)  # fmt: skip
+            record_abandoned(connection, job, reason, reaper, pipe, lease)
             pipe.execute()
-        outcome = fail_activation(store, wire, error, None)
+        fail_activation(store, wire, error, None)
         logger.error("task %s of session %s lost %d times: %s", wire.task_id, wire.session_id, wire.attempt, error)
-        return str(outcome.get("status"))
+        return reason
     nxt = msgspec.structs.replace(
         wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
     )
@@ -99,12 +100,28 @@ def redeliver(
     with connection.pipeline() as pipe:
         record_abandoned(connection, job, reason, reaper, pipe, lease)
         pipe.execute()
+    hand_over(connection, wire, outcome)
+    log = logger.warning if status in ("ok", "requeued") else logger.info
+    log("task %s (session %s): %s", wire.task_id, wire.session_id[:8], reason)
+    return reason
+
+
+def hand_over(connection: Any, wire: Any, outcome: dict[str, Any]) -> None:
+    """Finish what a redelivery step found undone: the deferred checkpoint the lost
+    attempt committed but did not write (before its successors reach rq, so they are
+    listed as pending in it), then the hand-over to rq."""
+    status = outcome.get("status")
+    if status in ("done", "final") and outcome.get("checkpoint"):
+        from graflow.distributed.pool_checkpoint import write_lost_checkpoint
+
+        try:
+            write_lost_checkpoint(connection, wire, outcome["checkpoint"], finished=status == "final")
+        except Exception:
+            logger.exception("session %s: could not write the checkpoint of lost task %s",
+                             wire.session_id, wire.task_id)  # fmt: skip
     enqueue = outcome.get("enqueue") or []
     if enqueue:
         dispatch.enqueue(connection, enqueue, skip_existing=True)
-    log = logger.warning if status in ("ok", "requeued") else logger.info
-    log("task %s (session %s): %s", wire.task_id, wire.session_id[:8], reason)
-    return status
 
 
 class Reaper:
@@ -129,6 +146,7 @@ class Reaper:
                 continue
             try:
                 reaped += self._reap_queue(queue)
+                reaped += self._sweep_intermediate(queue)
             finally:
                 if self.connection.get(lock) == token.encode():
                     self.connection.delete(lock)
@@ -160,6 +178,71 @@ class Reaper:
         return reaped
 
 
+    def _sweep_intermediate(self, queue: str) -> int:
+        """Put back graflow jobs a worker dequeued but never started (it died in between).
+
+        rq's blocking dequeue moves a job id to ``rq:queue:Q:intermediate``; the worker then
+        starts it (lease, status "started", off the intermediate list) in one step. A worker
+        lost between the two leaves a queued job that nobody holds and that has no lease to
+        expire; rq's own clean-up only marks it failed, minutes later. A graflow job still
+        there, still "queued", ``STUCK_AFTER`` × heartbeat after the reaper first saw it, goes
+        back to the head of its queue, same job id (it never started: no attempt is used).
+        """
+        from rq.intermediate_queue import IntermediateQueue
+        from rq.queue import Queue
+
+        queue_key = Queue.redis_queue_namespace_prefix + queue
+        listed = IntermediateQueue.get_intermediate_queue_key(queue_key)
+        seen_key = keys.reaper_lock(self.prefix, queue) + ":seen"
+        ids = {_text(i) for i in self.connection.lrange(listed, 0, -1)}
+        ids = {i for i in ids if i.startswith("gf-")}
+        seen = {_text(k): float(v) for k, v in self.connection.hgetall(seen_key).items()}
+        gone = [i for i in seen if i not in ids]
+        if gone:
+            self.connection.hdel(seen_key, *gone)
+        if not ids:
+            return 0
+        now_ = time.time()
+        grace = max(0.5, STUCK_AFTER * self.heartbeat)
+        moved = 0
+        for job_id in ids:
+            first = seen.get(job_id)
+            if first is None:
+                self.connection.hset(seen_key, job_id, now_)
+                continue
+            if now_ - first < grace:
+                continue
+            back = self.connection.eval(_REQUEUE_STUCK, 3, listed, queue_key, Job.key_for(job_id), job_id)
+            self.connection.hdel(seen_key, job_id)
+            if back == 1:
+                moved += 1
+                logger.warning("reaper %s: job %s was dequeued by a lost worker before it started; "
+                               "back on queue %s", self.name, job_id, queue)  # fmt: skip
+        self.connection.expire(seen_key, int(10 * self.heartbeat) + 60)
+        return moved
+
+
+#: A job dequeued but not started for this many heartbeats belongs to a lost worker (a
+#: live one starts it within milliseconds); the first sighting is up to heartbeat/3 late,
+#: so a stuck job is back on its queue within about 4/3 × heartbeat, like a lost lease.
+STUCK_AFTER = 2.0 / 3.0
+
+# KEYS: 1 intermediate list, 2 queue list, 3 job hash; ARGV: 1 job id. Re-queues a job
+# still "queued" (not started by anyone) at the head of its queue; 1 if it was.
+_REQUEUE_STUCK = """
+local status = redis.call('HGET', KEYS[3], 'status')
+if status and status ~= 'queued' then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if not status then return -1 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
     a plain rq worker) abandons a job before the reaper does, redeliver it anyway."""
@@ -172,9 +255,9 @@ def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any
                                           enqueued_at=time.time())  # fmt: skip
             store = SessionStore(connection, wire.key_prefix, wire.session_id)
             outcome = store.redeliver(wire.spec_id, wire.attempt, encode(nxt), job.worker_name or "unknown")
-            dispatch.enqueue(connection, outcome.get("enqueue") or [], skip_existing=True)
+            hand_over(connection, wire, outcome)
         except Exception:
             logger.exception("could not redeliver abandoned job %s", job.id)
 
 
-__all__ = ["Reaper", "is_graflow_job", "on_failure_callback", "record_abandoned", "redeliver"]
+__all__ = ["Reaper", "hand_over", "is_graflow_job", "on_failure_callback", "record_abandoned", "redeliver"]

@@ -126,6 +126,8 @@ class GraflowWorker(Worker):
         self.take_script = self.connection.register_script(bookkeeping.TAKE_SCRIPT)
         self.batch_script = self.connection.register_script(bookkeeping.BATCH_SCRIPT)
         self._queues_by_key: dict[str, Queue] = {}
+        #: job id → the "abandoned: …" reason of a job redelivered after its horse died.
+        self._abandoned_reasons: dict[str, str] = {}
         self._reaper: Any = None
 
     # ------------------------------------------------------------------ hooks
@@ -134,8 +136,10 @@ class GraflowWorker(Worker):
         from graflow.worker import failover
 
         if failover.is_graflow_job(job):
-            failover.redeliver(self.connection, job, lost_worker=self.name, why="lost its work horse",
-                               max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
+            reason = failover.redeliver(self.connection, job, lost_worker=self.name, why="lost its work horse",
+                                        max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
+            # rq records the failure right after this hook: with this reason, not its own.
+            self._abandoned_reasons[job.id] = reason
 
     def on_tick(self) -> None:
         """Runs at start-up and about every ``heartbeat/3`` s: the failover reaper.
@@ -368,6 +372,7 @@ class GraflowWorker(Worker):
         if self._cold_shutdown and current is not None and current.id == job.id:
             self.hand_back(job)
             return
+        exc_string = self._abandoned_reasons.pop(job.id, exc_string)
         super().handle_job_failure(
             job, queue=queue, started_job_registry=started_job_registry, exc_string=exc_string
         )
@@ -480,6 +485,13 @@ class GraflowWorker(Worker):
             result = self._take_waiting() if self._ticker is not None else None
             if result is None:
                 result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                if result is not None:
+                    from graflow.crash import crash_point
+
+                    # crash point "job.dequeued": rq's blocking dequeue moved the job to
+                    # the intermediate list; it is not started (no lease). The reaper
+                    # must put it back (failover.Reaper._sweep_intermediate).
+                    crash_point("job.dequeued")
             if result is not None:
                 self.current_job = result[0]  # from here on a stop signal lets it run
                 return result

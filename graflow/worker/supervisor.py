@@ -32,9 +32,26 @@ log = logging.getLogger("graflow.worker")
 _child_pending = PendingSignals()
 
 
-def _child_main(settings: WorkerSettings, name: str) -> None:
+def _stop_with_parent(parent: int) -> None:
+    """Ask the kernel for a SIGTERM when the supervisor dies (Linux), so a worker never
+    outlives its command: it finishes the task it runs (warm shutdown) and exits."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child_main(settings: WorkerSettings, name: str, parent: int) -> None:
     """Body of one child process: the same ``run_worker`` as a single-process worker."""
     _child_pending.install()
+    _stop_with_parent(parent)
     try:
         code = run_worker(settings, name, _child_pending)
     except Exception as exc:
@@ -81,7 +98,7 @@ class Supervisor:
         for name in self.settings.worker_names():
             if self.signals:
                 break  # stopped while starting: start no more
-            child = ctx.Process(target=_child_main, args=(self.settings, name), name=name)
+            child = ctx.Process(target=_child_main, args=(self.settings, name, os.getpid()), name=name)
             child.start()
             self.children.append(child)
         log.info("supervisor: started %d workers", len(self.children))

@@ -10,6 +10,8 @@ armed point crashes there (once).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import time
 from typing import Any
@@ -30,10 +32,8 @@ def maybe_arm(ctx: Any) -> None:
     except FileExistsError:
         return  # a re-run of the arming task must not arm a second crash
     os.close(fd)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(once)
-    except FileNotFoundError:
-        pass
 
 
 def step(ctx: Any, value: Any) -> Any:
@@ -115,6 +115,50 @@ def fan(members: int = 480, tail: int = 18, nap: float = 0.008) -> WorkflowConte
         group = parallel(*(body(f"m{i}") for i in range(members)))
         chain = [body(f"t{i}") for i in range(tail)]
         start >> group >> chain[0]
-        for left, right in zip(chain, chain[1:], strict=False):
+        for left, right in itertools.pairwise(chain):
             left >> right
+    return wf
+
+
+def long_running() -> WorkflowContext:
+    """slow → done. ``slow`` records (pid, ppid, attempt, start time) in ``starts``, then
+    sleeps ``naps[attempt - 1]`` seconds (the last entry for later attempts)."""
+    with workflow("failover-long") as wf:
+
+        @task(inject_context=True)
+        def slow(ctx: Any) -> str:
+            channel = ctx.get_channel()
+            channel.append("starts", [os.getpid(), os.getppid(), ctx.attempt, time.time()])
+            naps = channel.get("naps") or [3.0]
+            time.sleep(naps[min(ctx.attempt, len(naps)) - 1])
+            channel.append("ends", ctx.attempt)
+            return "ok"
+
+        @task(inject_context=True)
+        def done(ctx: Any, slow: str) -> str:
+            ctx.get_channel().append("ran", ctx.task_id)
+            return slow.upper()
+
+        slow >> done
+    return wf
+
+
+def poison() -> WorkflowContext:
+    """first → poison: ``poison`` kills the process running it, every time."""
+    with workflow("failover-poison") as wf:
+
+        @task(inject_context=True)
+        def first(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        @task(inject_context=True)
+        def poison(ctx: Any) -> None:
+            ctx.get_channel().append("starts", [os.getpid(), ctx.attempt, time.time()])
+            os._exit(3)
+
+        @task(inject_context=True)
+        def never(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        first >> poison >> never
     return wf

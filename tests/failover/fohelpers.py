@@ -9,6 +9,7 @@ stays at its size, and can SIGKILL random workers on a schedule.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -64,26 +65,20 @@ class FoPool(Pool):
     def logs_text(self) -> str:
         out = []
         for i in range(len(self.logs)):
-            try:
+            with contextlib.suppress(OSError):
                 out.append(f"--- worker log {i} ---\n{self.log_text(i)}")
-            except OSError:
-                pass
         return "\n".join(out)
 
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         for proc in self.procs:
             proc.wait(10)
         for path in self.logs:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -184,3 +179,35 @@ def done_markers(run: WorkflowRun) -> dict[str, str]:
 def completed_events(run: WorkflowRun) -> Counter[str]:
     """How many ``completed`` events the session log holds per task id."""
     return Counter(e["data"].get("task_id") for e in store_of(run).events(1000) if e["event"] == "completed")
+
+
+def leases(pool: FoPool) -> list[str]:
+    """The started-registry entries (leases) of the pool's queue."""
+    from rq.registry import StartedJobRegistry
+
+    client = _client(pool)
+    key = StartedJobRegistry(pool.queue, connection=client).key
+    return [m.decode() for m in client.zrange(key, 0, -1)]
+
+
+def abandoned(pool: FoPool) -> dict[str, str]:
+    """Job id → failure reason of the abandoned jobs in the queue's failed registry."""
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    client = _client(pool)
+    out = {}
+    for job_id in FailedJobRegistry(pool.queue, connection=client, serializer=JSONSerializer).get_job_ids():
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+        result = job.latest_result()
+        reason = (result.exc_string or "") if result is not None else ""
+        if reason.startswith("abandoned"):
+            out[job_id] = reason
+    return out
+
+
+def _client(pool: FoPool) -> Any:
+    import redis
+
+    return redis.Redis.from_url(pool.redis_url)

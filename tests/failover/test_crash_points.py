@@ -19,11 +19,23 @@ from typing import Any
 
 import foflows as flows
 import pytest
-from fohelpers import FoPool, Keeper, channel_state, completed_events, done_markers, ran_counts, store_of
+from fohelpers import (
+    FoPool,
+    Keeper,
+    abandoned,
+    channel_state,
+    completed_events,
+    done_markers,
+    leases,
+    ran_counts,
+    store_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 POINTS = [
+    "job.dequeued",
     "job.start",
     "task.before_commit",
     "commit.before_handover",
@@ -52,6 +64,7 @@ def _outcome(run: Any) -> dict[str, Any]:
         "events": completed_events(run),
         "done": done_markers(run),
         "last_checkpoint": status.last_checkpoint,
+        "meta": status.extra,
     }
 
 
@@ -86,12 +99,20 @@ def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, 
             result = run.wait(timeout=40)
         except Exception as exc:
             raise AssertionError(f"{point}/{repeat}: {exc!r}\n{pool.logs_text()}") from exc
+        elapsed = time.monotonic() - t0
+        fired = once.read_text() if once.exists() else ""
+        assert fired.startswith(point), f"crash point {point} never fired ({fired!r})\n{pool.logs_text()}"
+        # The crashed attempt's lease must be reaped (also when the run needed nothing
+        # from it) and its redelivery must change nothing.
+        # ("job.dequeued" holds no lease: its job goes back to the queue as it was.)
+        leased = point != "job.dequeued"
+        wait_until(lambda: keeper.exits and not leases(pool) and (abandoned(pool) or not leased), 15,
+                   "the lost lease reaped")  # fmt: skip
+        reasons = list(abandoned(pool).values())
         out = _outcome(run)
         logs = pool.logs_text()
-    elapsed = time.monotonic() - t0
-    fired = once.read_text() if once.exists() else ""
-    assert fired.startswith(point), f"crash point {point} never fired ({fired!r})\n{logs}"
-    assert keeper.exits, "the crashed worker did not exit"
+    assert keeper.exits[0][1] == 1, keeper.exits  # the supervisor reports its dead worker
+    assert len(reasons) == leased and all(r.startswith("abandoned: worker ") for r in reasons), reasons
     assert result == baseline["result"] and out["state"] == "completed"
     assert out["channel"] == baseline["channel"], logs
     # exactly-once completion
@@ -103,5 +124,9 @@ def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, 
     # at-least-once execution, at most one re-run
     assert set(out["ran"]) == set(baseline["ran"])
     assert max(out["ran"].values()) <= 2, out["ran"]
-    print(f"{point}/{repeat}: {elapsed:.1f}s, re-ran {[t for t, n in out['ran'].items() if n > 1]}, "
-          f"checkpoint {out['last_checkpoint']}")  # fmt: skip
+    # the checkpoint was written (by the redelivery, when the crash cut its writer short)
+    assert out["last_checkpoint"] and "checkpointing" not in out["meta"], out["meta"]
+    if repeat == 0:
+        assert Path(out["last_checkpoint"]).exists()
+    print(f"{point}/{repeat}: run {elapsed:.1f}s, re-ran {[t for t, n in out['ran'].items() if n > 1]}, "
+          f"{reasons or 'no lease'}")  # fmt: skip

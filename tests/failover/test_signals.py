@@ -1,0 +1,157 @@
+"""Signals, horse death, poison tasks and E7 (§16.6, §16.7, §20.2 E7).
+
+Real worker processes, real signals: a first SIGTERM lets the running task finish
+(exit 0); a second hands it back as attempt 2 (exit 1); a killed ``--fork`` work horse
+is redelivered at once, long before its lease would expire; a task that kills its
+worker every time fails the run with ``WorkerLostError`` after ``--max-redeliveries``;
+and E7 runs as the contract writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import foflows as flows
+import pytest
+from fohelpers import FoPool, Keeper, abandoned, ran_counts, wait_until
+from workerpool import worker_env
+
+from graflow import task, workflow
+from graflow.exceptions import WorkerLostError, WorkflowFailedError
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def _first_start(run: Any, timeout: float = 15.0) -> list[Any]:
+    starts = wait_until(lambda: run.channel.get("starts"), timeout, "the task to start")
+    return list(starts[0])
+
+
+def _worker_of(pool: FoPool, pid: int) -> subprocess.Popen[bytes]:
+    """The worker command (its supervisor process) with this pid."""
+    for proc in pool.procs:
+        if proc.pid == pid:
+            return proc
+    raise AssertionError(f"no worker command with pid {pid}: {[p.pid for p in pool.procs]}")
+
+
+def test_first_sigterm_finishes_the_running_task_and_exits_0(redis_url: str) -> None:
+    with FoPool(redis_url, 2) as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [3.0]})
+        _, supervisor, _, _ = _first_start(run)  # in-process: the worker's parent
+        proc = _worker_of(pool, supervisor)
+        proc.send_signal(signal.SIGTERM)  # the supervisor forwards it to its worker
+        assert run.wait(timeout=20) == "OK", pool.logs_text()
+        assert proc.wait(15) == 0
+        assert run.channel.get("ends") == [1] and len(run.channel.get("starts")) == 1
+        assert ran_counts(run) == {"done": 1} and run.status().completed == 2
+        assert not abandoned(pool)
+
+
+def test_second_sigterm_hands_the_task_back_as_attempt_2(redis_url: str) -> None:
+    with FoPool(redis_url, 2) as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [3.0, 0.1]})
+        _, supervisor, attempt, _ = _first_start(run)
+        assert attempt == 1
+        proc = _worker_of(pool, supervisor)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.2)  # a repeat within 1 s counts once (rq's guard against double Ctrl+C)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 1
+        assert run.wait(timeout=20) == "OK", pool.logs_text()
+        starts = run.channel.get("starts")
+        assert [s[2] for s in starts] == [1, 2] and starts[1][1] != supervisor  # another worker
+        assert run.channel.get("ends") == [2]  # attempt 1 was stopped, not finished
+        assert run.status().completed == 2 and ran_counts(run) == {"done": 1}
+        reasons = list(abandoned(pool).values())
+        assert len(reasons) == 1 and "second signal" in reasons[0] and "attempt 2" in reasons[0], reasons
+
+
+def test_fork_horse_death_is_redelivered_at_once(redis_url: str) -> None:
+    # A 10 s lease: a redelivery well under it can only come from the horse-death path.
+    with FoPool(redis_url, 2, args=["--heartbeat", "10", "--fork"]) as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [20.0, 0.1]})
+        horse, worker_pid, attempt, _ = _first_start(run)
+        assert attempt == 1 and horse != worker_pid  # the task runs in a forked work horse
+        t_kill = time.time()
+        os.kill(horse, signal.SIGKILL)
+        assert run.wait(timeout=15) == "OK", pool.logs_text()
+        starts = run.channel.get("starts")
+        assert [s[2] for s in starts] == [1, 2]
+        delay = starts[1][3] - t_kill
+        print(f"horse death → attempt 2 started after {delay:.2f} s (lease 10 s)")
+        assert delay < 2.0
+        assert all(p.poll() is None for p in pool.procs)  # the workers survived their horse
+        assert run.status().completed == 2
+        reasons = list(abandoned(pool).values())
+        assert len(reasons) == 1 and "lost its work horse" in reasons[0] and "attempt 2" in reasons[0]
+
+
+def test_poison_task_fails_the_run_after_max_redeliveries(redis_url: str) -> None:
+    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"]) as pool, Keeper(pool) as keeper:
+        run = pool.submit(flows.poison())
+        with pytest.raises(WorkflowFailedError) as failed:
+            run.wait(timeout=30)
+        err = failed.value
+        assert err.error_type == "WorkerLostError" or isinstance(err.cause, WorkerLostError)
+        assert err.task_id == "poison" and "poison task" in str(err)
+        assert [s[1] for s in run.channel.get("starts")] == [1, 2, 3]  # 1 + max_redeliveries
+        assert ran_counts(run) == {"first": 1} and run.status().state == "failed"
+        assert len(keeper.exits) == 3
+        reasons = sorted(abandoned(pool).values())
+        assert len(reasons) == 3 and sum("poison task, run failed" in r for r in reasons) == 1, reasons
+
+
+def test_e7_failover(redis_url: str) -> None:
+    """E7 as the contract writes it; queue, prefix and heartbeat are this test's own."""
+    URL = redis_url
+    HEARTBEAT = 1.5
+    probe = FoPool(redis_url, 0)  # only for its private prefix and its clean-up
+    env = worker_env()
+    pool = [subprocess.Popen([sys.executable, "-m", "graflow", "worker", "--url", URL, "--queue", probe.queue,
+                              "--prefix", probe.prefix, "--heartbeat", str(HEARTBEAT)],
+                             start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)]  # fmt: skip
+    try:
+        with workflow("failover") as wf:
+
+            @task(inject_context=True)
+            def slow(ctx):  # type: ignore[no-untyped-def]
+                ctx.get_channel().append("starts", (os.getpid(), os.getppid(), ctx.attempt, time.time()))
+                time.sleep(20)
+                return "ok"
+
+            @task
+            def done(slow: str) -> str:
+                return slow.upper()
+
+            slow >> done
+            run = wf.submit(URL, queue=probe.queue, key_prefix=probe.prefix)
+        deadline = time.monotonic() + 20
+        while not run.channel.get("starts"):
+            assert time.monotonic() < deadline, "slow never started"
+            time.sleep(0.05)
+        horse, parent, _, _ = run.channel.get("starts")[0]
+        t_kill = time.time()  # lose the whole worker, as on host loss: its group and its horse
+        os.killpg(os.getpgid(parent), signal.SIGKILL)
+        os.kill(horse, signal.SIGKILL)
+        assert run.wait(timeout=60) == "OK"
+        (_, p1, a1, _), (_, p2, a2, t2) = run.channel.get("starts")
+        print(f"E7: attempt 2 started {t2 - t_kill:.2f} s after the kill (heartbeat {HEARTBEAT} s)")
+        assert (a1, a2) == (1, 2) and p1 != p2 and t2 - t_kill < 4 / 3 * HEARTBEAT + 2
+        assert run.status().completed == 2  # slow and done, once each
+        reasons = list(abandoned(probe).values())
+        assert len(reasons) == 1 and reasons[0].startswith("abandoned: worker ") and "attempt 2" in reasons[0]
+        for w in pool:
+            w.terminate()
+    finally:
+        for w in pool:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+            w.wait(10)
+        probe.cleanup()
