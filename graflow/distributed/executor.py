@@ -138,7 +138,11 @@ def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_
 
 def start_group(store: SessionStore, wire: Wire, group: ParallelGroup, branch: Branch, secret_key: SecretKey) -> dict[str, Any]:
     """Put every member's branch on the queue; nobody waits on a barrier (§16.4)."""
-    run = f"{wire.spec_id}.{wire.attempt}"
+    # One run per activation and retry, the same for every redelivery of it: a redelivered
+    # group start finds its run (GROUP_START "dup") and re-drives the members it had made
+    # ready, instead of starting a second run beside the first (whose members would stay
+    # pending forever). A retry of the group is a new run.
+    run = f"{wire.spec_id}.{wire.retry_count + 1}"
     engine = PoolEngine(wire, branch, "")
     members = []
     for member in group.tasks:
@@ -152,6 +156,11 @@ def start_group(store: SessionStore, wire: Wire, group: ParallelGroup, branch: B
         "spec_id": wire.spec_id, "attempt": wire.attempt, "group_id": group.task_id, "run": run,
         "members": members, "parent": parent, "spec": encode(wire).decode(), "driver": wire.driver,
     })  # fmt: skip
+    from graflow.crash import crash_point
+
+    # crash point "group.before_handover": the group run and its members' branches are
+    # in the session, the members are not in rq. The redelivery re-drives them.
+    crash_point("group.before_handover")
     dispatch.enqueue(store.client, outcome.get("enqueue") or [], secret_key=secret_key,
                      skip_existing=outcome.get("status") == "dup")  # fmt: skip
     return outcome

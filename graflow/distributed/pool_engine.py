@@ -218,8 +218,16 @@ class PoolEngine(WorkflowEngine):
         exc: BaseException,
         queue: LocalTaskQueue,
     ) -> None:
-        """§7.7 on the pool: a retry is an rq scheduled job; otherwise the failure is final."""
+        """§7.7 on the pool: a retry is an rq scheduled job; otherwise the failure is final.
+
+        An attempt cut short because the session's own Redis went away (a restart, a
+        fail-over) did not fail on its own: it is redelivered, as if its worker had been
+        lost (§16.6), once Redis answers again.
+        """
         pctx: PoolContext = ctx  # type: ignore[assignment]
+        if self.wire.redeliveries < max_redeliveries() and lost_redis(pctx.store.client, exc):
+            self.redeliver_after_outage(pctx.store, pctx.secret_key, exc)
+            return
         delay, error = ctx.core.on_failure(spec.task_id, base_id, exc, ctx.retry_controller)
         if delay is None:
             self.fail_final(pctx.store, pctx.secret_key, spec.task_id, error, exc, pctx.channel)
@@ -239,6 +247,23 @@ class PoolEngine(WorkflowEngine):
         })  # fmt: skip
         if self.outcome.get("status") == "retry":
             dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
+
+    def redeliver_after_outage(self, store: SessionStore, secret_key: SecretKey, exc: BaseException) -> None:
+        """Put this activation back as attempt + 1 (the session's REDELIVER step, which waits
+        for Redis), then hand the new attempt to rq."""
+        from graflow.distributed.session import with_retry
+
+        w = self.wire
+        nxt = msgspec.structs.replace(w, attempt=w.attempt + 1, redeliveries=w.redeliveries + 1,
+                                      enqueued_at=time.time(), not_before=0.0)  # fmt: skip
+        self.outcome = store.redeliver(w.spec_id, w.attempt, encode(nxt), self.worker or "unknown")
+        enqueue = self.outcome.get("enqueue") or []
+        if enqueue:
+            with_retry(lambda: dispatch.enqueue(store.client, enqueue, secret_key=secret_key, skip_existing=True),
+                       "hand-over to rq")  # fmt: skip
+        logger.warning("task %s (session %s, attempt %d) lost Redis (%s: %s); %s", w.task_id, w.session_id[:8],
+                       w.attempt, type(exc).__name__, exc,
+                       f"re-enqueued as attempt {nxt.attempt}" if enqueue else f"redelivery {self.outcome.get('status')}")  # fmt: skip
 
     def fail_final(
         self, store: SessionStore, secret_key: SecretKey, task_id: str, error: BaseException,
@@ -275,6 +300,45 @@ class PoolEngine(WorkflowEngine):
         self.after_step(store, secret_key, self.outcome)
 
 
+def max_redeliveries() -> int:
+    """The poison-task limit (``GRAFLOW_MAX_REDELIVERIES``, §16.6), for redeliveries a task's
+    own attempt decides on (the worker's ``--max-redeliveries`` governs lost workers)."""
+    import os
+
+    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or 3)
+
+
+def lost_redis(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` says the session's Redis (``client``'s server) was unreachable.
+
+    A connection error in the exception chain counts if it names that server's address,
+    or if that server does not answer a PING now: a task's own failure to reach some
+    other server is the task's error, as usual.
+    """
+    import redis
+
+    from graflow.exceptions import RedisUnavailableError
+
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    address = f"{kwargs['host']}:{kwargs.get('port', 6379)}" if kwargs.get("host") else str(kwargs.get("path") or "")
+    errors = (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError)
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 20:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__ or getattr(cur, "cause", None)
+    found = [e for e in chain if isinstance(e, errors)]
+    if not found:
+        return False
+    if address and any(address in str(e) for e in found):
+        return True
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return True
+    return False
+
+
 def checkpoint_request_doc(wire: Wire, task_id: str, request: Any) -> str | None:
     """The deferred request as the commit keeps it for a redelivery (JSON), or None when
     its metadata is not JSON (then a lost writer's checkpoint is only reported)."""
@@ -293,4 +357,4 @@ def fail_activation(store: SessionStore, wire: Wire, error: BaseException, secre
     return engine.outcome
 
 
-__all__ = ["Branch", "PoolEngine", "checkpoint_request_doc", "fail_activation"]
+__all__ = ["Branch", "PoolEngine", "checkpoint_request_doc", "fail_activation", "lost_redis", "max_redeliveries"]

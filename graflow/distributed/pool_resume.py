@@ -111,8 +111,13 @@ def _rewrite(
 ) -> None:  # fmt: skip
     """Replace the session's scheduling state with the checkpoint's, in one transaction."""
     k = store.keys
+    # Group runs of the session before the resume: a group the checkpoint lists as pending
+    # runs again from the start, and must not find its old run (same spec id) and take it
+    # for a redelivery of that run.
+    old_runs = [k.group(g.decode() if isinstance(g, bytes) else str(g)) for g in store.client.smembers(k.groups)]
     pipe = store.client.pipeline(transaction=True)
-    for name in (k.pending, k.running, k.done, k.completed, k.cycles, k.retries, k.joins, k.cycled, k.handover):
+    for name in (k.pending, k.running, k.done, k.completed, k.cycles, k.retries, k.joins, k.cycled, k.handover,
+                 k.groups, *old_runs):  # fmt: skip
         pipe.delete(name)
     if state.completed_tasks:
         pipe.zadd(k.completed, {t: i + 1 for i, t in enumerate(state.completed_tasks)})

@@ -272,9 +272,11 @@ local state, stop = live(c.spec_id)
 if stop then return stop end
 local g = k('group:' .. c.run)
 if redis.call('EXISTS', g) == 1 then
+  -- Started before (a redelivery): the members that run made ready and that have not
+  -- started yet, by the spec ids it recorded (this call's own ids are new).
   local out = {}
-  for _, m in ipairs(c.members) do
-    local sp = redis.call('HGET', k('pending'), m[2])
+  for _, id in ipairs(cjson.decode(redis.call('HGET', g, 'member_specs') or '[]')) do
+    local sp = redis.call('HGET', k('pending'), id)
     if sp then table.insert(out, sp) end
   end
   redis.call('HDEL', k('running'), c.spec_id)
@@ -284,12 +286,14 @@ redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', g, 'group_id', c.group_id, 'branches', #c.members, 'finished', 0,
            'spec', c.spec, 'parent', enc(c.parent), 'driver', c.driver)
 redis.call('SADD', k('groups'), c.run)
-local out = {}
+local out, ids = {}, {}
 for _, m in ipairs(c.members) do
   redis.call('HSET', g, 'out:' .. m[1], 1)
   redis.call('HSET', k('pending'), m[2], m[3])
   table.insert(out, m[3])
+  table.insert(ids, m[2])
 end
+redis.call('HSET', g, 'member_specs', enc(ids))
 event('group_started', {group_id = c.group_id, run = c.run, branches = #c.members})
 return enc({status = 'ok', enqueue = out})
 """

@@ -15,6 +15,7 @@ its branch) with ``WorkerLostError`` instead of killing more workers.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -70,24 +71,34 @@ def _now() -> Any:
     return now()
 
 
+_ALREADY = {"dup": "done"}
+
+
 def redeliver(
     connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
-    lease: Any = None,
+    lease: Any = None, record: bool = True,
 ) -> str:
     """Re-enqueue the activation of a graflow job whose attempt was lost; returns the
-    reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``)."""
+    reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``), unless
+    ``record`` is False (rq's own clean-up, which records the failure itself, called us)."""
     wire = decode(job.args[0])
     store = SessionStore(connection, wire.key_prefix, wire.session_id)
     if wire.redeliveries >= max_redeliveries:
         from graflow.distributed.pool_engine import fail_activation
 
         error = WorkerLostError(wire.task_id, wire.attempt, lost_worker)
-        reason = f"abandoned: worker {lost_worker} {why}; poison task, run failed"
-        with connection.pipeline() as pipe:
-            record_abandoned(connection, job, reason, reaper, pipe, lease)
-            pipe.execute()
-        fail_activation(store, wire, error, None)
-        logger.error("task %s of session %s lost %d times: %s", wire.task_id, wire.session_id, wire.attempt, error)
+        # The failure step does nothing to an activation that completed (its lost attempt
+        # died after the commit: the step re-drives the hand-over instead) or a run that ended.
+        status = str(fail_activation(store, wire, error, None).get("status"))
+        if status in ("dup", "final", "missing"):
+            reason = f"abandoned: worker {lost_worker} {why}; activation already {_ALREADY.get(status, status)}"
+        else:
+            reason = f"abandoned: worker {lost_worker} {why}; poison task, run failed"
+            logger.error("task %s of session %s lost %d times: %s", wire.task_id, wire.session_id, wire.attempt, error)
+        if record:
+            with connection.pipeline() as pipe:
+                record_abandoned(connection, job, reason, reaper, pipe, lease)
+                pipe.execute()
         return reason
     nxt = msgspec.structs.replace(
         wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
@@ -97,9 +108,10 @@ def redeliver(
     reason = f"abandoned: worker {lost_worker} {why}; re-enqueued as attempt {nxt.attempt}"
     if status not in ("ok", "requeued"):
         reason = f"abandoned: worker {lost_worker} {why}; activation already {status}"
-    with connection.pipeline() as pipe:
-        record_abandoned(connection, job, reason, reaper, pipe, lease)
-        pipe.execute()
+    if record:
+        with connection.pipeline() as pipe:
+            record_abandoned(connection, job, reason, reaper, pipe, lease)
+            pipe.execute()
     hand_over(connection, wire, outcome)
     log = logger.warning if status in ("ok", "requeued") else logger.info
     log("task %s (session %s): %s", wire.task_id, wire.session_id[:8], reason)
@@ -245,17 +257,17 @@ def _text(value: Any) -> str:
 
 def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
-    a plain rq worker) abandons a job before the reaper does, redeliver it anyway."""
+    a plain rq worker) abandons a job before the reaper does, redeliver it anyway, with
+    the same poison-task limit (``GRAFLOW_MAX_REDELIVERIES``); rq records the failure."""
     from rq.exceptions import AbandonedJobError
 
     if isinstance(exc_value, AbandonedJobError) or exc_type is AbandonedJobError:
+        from graflow.worker.settings import DEFAULT_MAX_REDELIVERIES
+
         try:
-            wire = decode(job.args[0])
-            nxt = msgspec.structs.replace(wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1,
-                                          enqueued_at=time.time())  # fmt: skip
-            store = SessionStore(connection, wire.key_prefix, wire.session_id)
-            outcome = store.redeliver(wire.spec_id, wire.attempt, encode(nxt), job.worker_name or "unknown")
-            hand_over(connection, wire, outcome)
+            limit = int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or DEFAULT_MAX_REDELIVERIES)
+            redeliver(connection, job, lost_worker=job.worker_name or "unknown", why="lost (rq's registry clean-up)",
+                      max_redeliveries=limit, reaper="rq", record=False)  # fmt: skip
         except Exception:
             logger.exception("could not redeliver abandoned job %s", job.id)
 

@@ -37,6 +37,7 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.logutils import blue, green
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
@@ -56,6 +57,44 @@ _BURST_POLL = 0.25
 #: check at the top of the next loop turn (which comes microseconds later).
 _SUSPENSION_FRESH = 1.0
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class GraflowScheduler(RQScheduler):
+    """rq's scheduler process (delayed retries), made to outlive a Redis outage.
+
+    rq's dies on its first connection error and its worker restarts it only in the
+    maintenance pass (every 10 minutes), so after a Redis restart delayed retries would
+    stall that long. This one waits for Redis (back-off up to 5 s) and carries on.
+
+    And it stops with its worker: rq's outlives a worker that crashed or was killed
+    alone, as an orphan holding the scheduler lock forever.
+    """
+
+    _worker_pid = 0
+
+    def start(self) -> Any:
+        self._worker_pid = os.getpid()  # before the fork: the scheduler's parent
+        return super().start()  # type: ignore[no-untyped-call]
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+        from graflow.worker.supervisor import _stop_with_parent
+
+        # SIGTERM (a clean stop: the lock is released) when the worker process dies.
+        _stop_with_parent(self._worker_pid or os.getppid())
+
+    def work(self) -> None:
+        delay = 0.25
+        while True:
+            try:
+                super().work()  # type: ignore[no-untyped-call]
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if self._stop_requested:
+                    return
+                self.log.warning("Scheduler: Redis unreachable (%s); retrying in %.2f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 class ColdShutdown(SystemExit):
@@ -87,6 +126,7 @@ class GraflowWorker(Worker):
         heartbeat: float = 10.0,
         fork: bool = False,
         max_redeliveries: int = 3,
+        key_prefix: str = "graflow",
         serializer: Any = JSONSerializer,
         death_penalty_class: type[BaseDeathPenalty] | None = None,
         **kwargs: Any,
@@ -96,6 +136,8 @@ class GraflowWorker(Worker):
         self.lease_seconds = float(heartbeat)
         self.fork = bool(fork)
         self.max_redeliveries = int(max_redeliveries)
+        #: The key prefix of the reaper's own keys (its lock), like every other graflow key.
+        self.key_prefix = key_prefix
         self.current_job: Job | None = None
         #: Signals that arrived before rq installed its handlers (set by the runner).
         self.pending_signals: list[int] = []
@@ -151,7 +193,8 @@ class GraflowWorker(Worker):
 
         if self._reaper is None:
             self._reaper = Reaper(self.connection, self.queue_names(), heartbeat=self.lease_seconds,
-                                  max_redeliveries=self.max_redeliveries, name=self.name)  # fmt: skip
+                                  max_redeliveries=self.max_redeliveries, name=self.name,
+                                  prefix=self.key_prefix)  # fmt: skip
         self._reaper.run_once()
 
     def hand_back(self, job: Job) -> Job | None:
@@ -434,6 +477,42 @@ class GraflowWorker(Worker):
         super().bootstrap(*args, **kwargs)
         self._tick(force=True)
 
+    def clean_registries(self) -> None:
+        """rq's registry clean-up, after a reaper pass: rq would move expired graflow leases
+        to the failed registry itself (redelivering through the failure callback, but
+        recording its own reason instead of "abandoned: …")."""
+        self._tick(force=True)
+        super().clean_registries()  # type: ignore[no-untyped-call]
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """rq's ``_start_scheduler`` with ``GraflowScheduler`` instead of ``RQScheduler``."""
+        self.scheduler = GraflowScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            finally:
+                self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
     def stop_scheduler(self) -> None:
         """Signal rq's scheduler process to stop, without rq's ``join``.
 
@@ -554,4 +633,4 @@ class GraflowWorker(Worker):
         return result
 
 
-__all__ = ["ColdShutdown", "GraflowWorker", "ItimerDeathPenalty"]
+__all__ = ["ColdShutdown", "GraflowScheduler", "GraflowWorker", "ItimerDeathPenalty"]

@@ -195,6 +195,7 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
                 heartbeat=settings.heartbeat,
                 fork=settings.fork,
                 max_redeliveries=settings.max_redeliveries,
+                key_prefix=settings.prefix,
             )
         worker.pending_signals = pending
         register_queues(connection, worker.queues)

@@ -162,3 +162,126 @@ def poison() -> WorkflowContext:
 
         first >> poison >> never
     return wf
+
+
+def flaky_once() -> WorkflowContext:
+    """``flaky`` fails its first attempt and is retried after 0.3 s (a delayed rq job that
+    rq's scheduler process moves to the queue)."""
+    from graflow import RetryPolicy
+
+    with workflow("failover-flaky") as wf:
+
+        @task(inject_context=True, retry_policy=RetryPolicy(max_retries=1, initial_interval=0.3))
+        def flaky(ctx: Any) -> str:
+            ctx.get_channel().append("ran", ctx.task_id)
+            if ctx.attempt == 1:
+                raise RuntimeError("first attempt fails")
+            return "retried"
+
+    return wf
+
+
+def small(variant: int) -> WorkflowContext:
+    """The soak test's runs, 3–6 tasks: begin (adds a dynamic task) → [a group of two, on
+    even variants] → save (a deferred checkpoint to ``$FO_CKPT/<session>``)."""
+    with workflow("failover-small") as wf:
+
+        @task(inject_context=True)
+        def begin(ctx: Any) -> int:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+            @task(inject_context=True, id="extra")
+            def extra(ctx: Any) -> str:
+                ctx.get_channel().append("ran", ctx.task_id)
+                return "extra"
+
+            ctx.next_task(extra)
+            return variant
+
+        def member(name: str) -> Any:
+            @task(inject_context=True, id=name)
+            def body(ctx: Any) -> str:
+                ctx.get_channel().append("ran", ctx.task_id)
+                return name
+
+            return body
+
+        @task(inject_context=True)
+        def save(ctx: Any) -> str:
+            ctx.get_channel().append("ran", ctx.task_id)
+            ctx.checkpoint(path=checkpoint_location(ctx), metadata={"variant": variant})
+            return "saved"
+
+        if variant % 2 == 0:
+            begin >> parallel(member("x"), member("y")) >> save
+        else:
+            begin >> save
+    return wf
+
+
+def last_chance() -> WorkflowContext:
+    """first → survivor → after. ``survivor`` kills its worker on attempts 1 and 2; attempt
+    3 runs through and arms the crash point (``FO_ARM_AT=survivor``), so its worker dies
+    right after committing it, before handing ``after`` to rq."""
+    with workflow("failover-last-chance") as wf:
+
+        @task(inject_context=True)
+        def first(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        @task(inject_context=True)
+        def survivor(ctx: Any) -> str:
+            ctx.get_channel().append("starts", [os.getpid(), ctx.attempt, time.time()])
+            if ctx.attempt < 3:
+                os._exit(3)
+            maybe_arm(ctx)
+            return "survived"
+
+        @task(inject_context=True)
+        def after(ctx: Any, survivor: str) -> str:
+            ctx.get_channel().append("ran", ctx.task_id)
+            return survivor.upper()
+
+        first >> survivor >> after
+    return wf
+
+
+def group_beside_checkpoint() -> WorkflowContext:
+    """start → parallel(g1, g2) → end, and start → x (deferred checkpoint) → y. The group
+    is still running when x commits, so x's checkpoint lists it as pending; y fails
+    while the channel holds ``fail``."""
+    with workflow("failover-group-beside-checkpoint") as wf:
+
+        @task(inject_context=True)
+        def start(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        def member(name: str) -> Any:
+            @task(inject_context=True, id=name)
+            def body(ctx: Any) -> str:
+                ctx.get_channel().append("ran", ctx.task_id)
+                time.sleep(1.0)
+                return name
+
+            return body
+
+        @task(inject_context=True)
+        def end(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        @task(inject_context=True)
+        def x(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+            ctx.checkpoint(path=checkpoint_location(ctx))
+
+        @task(inject_context=True)
+        def y(ctx: Any) -> str:
+            ctx.get_channel().append("ran", ctx.task_id)
+            time.sleep(2.0)  # the group ends first: the run fails only after it
+            if ctx.get_channel().get("fail"):
+                raise RuntimeError("y fails while 'fail' is set")
+            return "y"
+
+        start >> parallel(member("g1"), member("g2")) >> end
+        start >> x >> y
+    return wf

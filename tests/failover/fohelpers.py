@@ -47,8 +47,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 class FoPool(Pool):
     """Workers on a private queue/prefix; ``args`` default to a 1.5 s heartbeat."""
 
-    def __init__(self, redis_url: str, size: int = 2, *, args: list[str] | None = None, **env: str) -> None:
-        super().__init__(redis_url, size, extra_paths=[str(HERE)], args=args or ["--heartbeat", "1.5"], **env)
+    def __init__(self, redis_url: str, size: int = 2, *, args: list[str] | None = None, prefix: str | None = None,
+                 **env: str) -> None:  # fmt: skip
+        super().__init__(redis_url, size, extra_paths=[str(HERE)], prefix=prefix,
+                         args=args or ["--heartbeat", "1.5"], **env)  # fmt: skip
         self.lock = threading.Lock()
 
     def start_worker(self, name: str | None = None, **env: str) -> subprocess.Popen[bytes]:
@@ -70,10 +72,9 @@ class FoPool(Pool):
         return "\n".join(out)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:  # the whole group, also when its supervisor has exited
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for proc in self.procs:
             proc.wait(10)
         for path in self.logs:
@@ -155,6 +156,15 @@ class Keeper(threading.Thread):
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` (a worker command) still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def store_of(run: WorkflowRun) -> SessionStore:

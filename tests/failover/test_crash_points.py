@@ -7,8 +7,11 @@ crashed worker is replaced (``Keeper``). The run must end exactly like a crash-f
 run: same channel data, every task completed exactly once, no body run more than twice.
 
 Repeat 0 arms the point from the start (it fires on the first job to reach it) and
-checkpoints to a directory; repeat 1 arms it from inside group member ``p2`` (it fires
-mid-run) and checkpoints to a ``redis://`` location.
+checkpoints to a directory; repeat 1 arms it from inside group member ``p2`` (from
+``a`` for ``group.before_handover``, met before ``p2`` exists), so it fires mid-run,
+and checkpoints to a ``redis://`` location. After the run the test also waits for the
+crashed attempt's lease to be reaped (recorded as "abandoned: …" in rq's failed
+registry) and checks that this redelivery changed nothing.
 """
 
 from __future__ import annotations
@@ -26,17 +29,25 @@ from fohelpers import (
     channel_state,
     completed_events,
     done_markers,
+    group_alive,
     leases,
     ran_counts,
     store_of,
     wait_until,
 )
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+from graflow.core.checkpoint_reader import read_checkpoint
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::graflow.exceptions.UnsignedPayloadWarning"),  # reading checkpoints
+]
 
 POINTS = [
     "job.dequeued",
     "job.start",
+    "group.before_handover",
     "task.before_commit",
     "commit.before_handover",
     "checkpoint.before_handover",
@@ -65,7 +76,16 @@ def _outcome(run: Any) -> dict[str, Any]:
         "done": done_markers(run),
         "last_checkpoint": status.last_checkpoint,
         "meta": status.extra,
+        "checkpoint": _checkpoint_state(status.last_checkpoint),
     }
+
+
+def _checkpoint_state(location: str | None) -> tuple[set[str], list[str]] | None:
+    """(completed, pending) of the run's checkpoint, read and verified as a resume would."""
+    if not location:
+        return None
+    state = read_checkpoint(location).state
+    return set(state.completed_tasks), [p.task_id for p in state.pending_tasks]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +109,7 @@ def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, 
     env = {"GRAFLOW_CRASH_AT": point, "GRAFLOW_CRASH_ONCE_FILE": str(once)}
     if repeat == 1:
         once.write_text("disarmed\n")
-        env["FO_ARM_AT"] = "p2"
+        env["FO_ARM_AT"] = "a" if point == "group.before_handover" else "p2"
     pool = FoPool(redis_url, 2, **env)
     pool.env["FO_CKPT"] = _location(redis_url, tmp_path, pool.prefix, repeat)
     t0 = time.monotonic()
@@ -112,6 +132,8 @@ def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, 
         out = _outcome(run)
         logs = pool.logs_text()
     assert keeper.exits[0][1] == 1, keeper.exits  # the supervisor reports its dead worker
+    # ... and nothing of the crashed worker lives on (rq's scheduler process used to)
+    wait_until(lambda: not group_alive(keeper.exits[0][0]), 5, "the crashed worker's processes to end")
     assert len(reasons) == leased and all(r.startswith("abandoned: worker ") for r in reasons), reasons
     assert result == baseline["result"] and out["state"] == "completed"
     assert out["channel"] == baseline["channel"], logs
@@ -126,6 +148,7 @@ def test_crash_point_loses_nothing(point: str, repeat: int, baseline: dict[str, 
     assert max(out["ran"].values()) <= 2, out["ran"]
     # the checkpoint was written (by the redelivery, when the crash cut its writer short)
     assert out["last_checkpoint"] and "checkpointing" not in out["meta"], out["meta"]
+    assert out["checkpoint"] == baseline["checkpoint"] == (TASKS - {"final"} | {"ParallelGroup_1"}, ["final"])
     if repeat == 0:
         assert Path(out["last_checkpoint"]).exists()
     print(f"{point}/{repeat}: run {elapsed:.1f}s, re-ran {[t for t, n in out['ran'].items() if n > 1]}, "

@@ -100,12 +100,34 @@ def test_workers_reconnect_and_the_run_completes(private_redis: PrivateRedis) ->
         completed = store_of(again).completed()
         ran = ran_counts(again)
         done = done_markers(again)
-        print("".join(open(p).read() for p in pool.logs))
         assert all(p.poll() is None for p in pool.procs), pool.logs_text()  # nobody gave up
+        # Delayed retries still run: rq's scheduler process (which a Redis outage kills) is back.
+        retried = pool.submit(flows.flaky_once())
+        assert retried.wait(timeout=15) == "retried", pool.logs_text()
     assert status.state == "completed" and status.completed == len(completed) == members + tail + 2
     assert set(completed) >= expected and len(set(completed)) == len(completed)
     assert int(status.extra["steps"]) == len(completed) == len(done)
     assert set(ran) == expected and max(ran.values()) <= 2, ran.most_common(3)
+
+
+@pytest.mark.parametrize("private_redis", [True], indirect=True)
+def test_a_task_cut_off_by_the_outage_is_redelivered(private_redis: PrivateRedis) -> None:
+    """A task body that needs Redis while it is down did not fail on its own: it runs
+    again (attempt 2) once Redis is back, instead of failing the run."""
+    with FoPool(private_redis.url, 1, GRAFLOW_REDIS_RETRY_FOR="30") as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [1.0, 0.1]})
+        wait_until(lambda: run.channel.get("starts"), 15, "slow to start")
+        private_redis.stop()
+        time.sleep(1.5)  # slow wakes up after 1 s and writes to the channel: Redis is down
+        private_redis.start()
+        again = WorkflowRun.attach(run.session_id, redis_url=private_redis.url, key_prefix=pool.prefix)
+        try:
+            assert again.wait(timeout=20) == "OK"
+        except Exception as exc:
+            raise AssertionError(f"{exc!r}\n{pool.logs_text()}") from exc
+        assert [s[2] for s in again.channel.get("starts")] == [1, 2]
+        assert again.channel.get("ends") == [2] and again.status().completed == 2
+        assert "lost Redis" in pool.log_text(0)
 
 
 @pytest.mark.parametrize("private_redis", [False], indirect=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import foflows as flows
 import pytest
-from fohelpers import FoPool, Keeper, abandoned, ran_counts, wait_until
+from fohelpers import FoPool, Keeper, abandoned, group_alive, ran_counts, wait_until
 from workerpool import worker_env
 
 from graflow import task, workflow
@@ -92,19 +92,74 @@ def test_fork_horse_death_is_redelivered_at_once(redis_url: str) -> None:
         assert len(reasons) == 1 and "lost its work horse" in reasons[0] and "attempt 2" in reasons[0]
 
 
+@pytest.mark.filterwarnings("ignore::graflow.exceptions.UnsignedPayloadWarning")  # the run's error
 def test_poison_task_fails_the_run_after_max_redeliveries(redis_url: str) -> None:
     with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"]) as pool, Keeper(pool) as keeper:
         run = pool.submit(flows.poison())
         with pytest.raises(WorkflowFailedError) as failed:
             run.wait(timeout=30)
         err = failed.value
-        assert err.error_type == "WorkerLostError" or isinstance(err.cause, WorkerLostError)
+        assert err.error_type == "WorkerLostError" and isinstance(err.cause, WorkerLostError)
         assert err.task_id == "poison" and "poison task" in str(err)
         assert [s[1] for s in run.channel.get("starts")] == [1, 2, 3]  # 1 + max_redeliveries
         assert ran_counts(run) == {"first": 1} and run.status().state == "failed"
         assert len(keeper.exits) == 3
         reasons = sorted(abandoned(pool).values())
         assert len(reasons) == 3 and sum("poison task, run failed" in r for r in reasons) == 1, reasons
+
+
+def test_last_allowed_attempt_that_completed_is_not_failed_as_poison(redis_url: str, tmp_path: Any) -> None:
+    """Attempt 1 + max_redeliveries completes, and its worker dies before the hand-over:
+    the task is done, not poison; the redelivery hands its successor over."""
+    once = tmp_path / "once"
+    once.write_text("disarmed until survivor's attempt 3 arms it\n")
+    env = {"GRAFLOW_CRASH_AT": "commit.before_handover", "GRAFLOW_CRASH_ONCE_FILE": str(once),
+           "FO_ARM_AT": "survivor"}  # fmt: skip
+    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"], **env) as pool, \
+            Keeper(pool) as keeper:  # fmt: skip
+        run = pool.submit(flows.last_chance())
+        assert run.wait(timeout=30) == "SURVIVED", pool.logs_text()
+        assert once.read_text().startswith("commit.before_handover")
+        assert [s[1] for s in run.channel.get("starts")] == [1, 2, 3]
+        assert run.status().completed == 3 and ran_counts(run) == {"first": 1, "after": 1}
+        wait_until(lambda: len(abandoned(pool)) == 3, 10, "the third lost attempt recorded")
+        reasons = sorted(abandoned(pool).values())
+        assert len(keeper.exits) == 3
+        assert sum("activation already done" in r for r in reasons) == 1, reasons
+        assert not any("poison" in r for r in reasons), reasons
+
+
+def test_a_worker_killed_alone_leaves_no_process_behind(redis_url: str) -> None:
+    """Only the worker process dies (a crash, the OOM killer): its supervisor exits 1 and
+    rq's scheduler process, which that worker started, stops too instead of living on."""
+    with FoPool(redis_url, 1) as pool:  # alone on its queue: it runs the scheduler process
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [20.0, 0.1]})
+        worker, supervisor, _, _ = _first_start(run)
+        os.kill(worker, signal.SIGKILL)
+        assert pool.procs[0].wait(10) == 1
+        wait_until(lambda: not group_alive(supervisor), 5, "the scheduler process to stop")
+
+
+def test_lease_found_by_rqs_own_cleanup_is_redelivered(redis_url: str) -> None:
+    """rq's registry clean-up (``rq`` CLI, a dashboard, a plain rq worker) may find an
+    expired lease before any reaper: its failure callback redelivers the task."""
+    from rq.registry import StartedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    with FoPool(redis_url, 1) as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [20.0, 0.1]})
+        _first_start(run)
+        os.killpg(pool.procs[0].pid, signal.SIGKILL)  # no worker left: no reaper either
+        pool.procs[0].wait(5)
+        registry = StartedJobRegistry(pool.queue, connection=run.client, serializer=JSONSerializer)
+        # (rq's clean-up compares whole seconds: wait until it sees the lease expired too)
+        wait_until(lambda: registry.get_expired_job_ids(int(time.time())), 5, "the lease to expire")
+        registry.cleanup()  # in this process, as `rq` or a dashboard would
+        pending = run.status().pending
+        assert pending == 1, pending  # attempt 2 is queued, before any worker is back
+        pool.start_worker()
+        assert run.wait(timeout=20) == "OK", pool.logs_text()
+        assert [s[2] for s in run.channel.get("starts")] == [1, 2] and run.status().completed == 2
 
 
 def test_e7_failover(redis_url: str) -> None:
