@@ -189,7 +189,6 @@ class Reaper:
                 logger.exception("reaper %s: could not redeliver %s", self.name, job_id)
         return reaped
 
-
     def _sweep_intermediate(self, queue: str) -> int:
         """Put back graflow jobs a worker dequeued but never started (it died in between).
 
