@@ -46,7 +46,6 @@ def _client(ctx: ExecutionContext, config: dict[str, Any]) -> tuple[Any, str]:
 def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: TaskSpec, run: GroupRun) -> dict[str, TaskResult]:
     """Send each member's branch to the pool, wait for all, return one result per member."""
     from graflow.coordination.graph_store import GraphStore
-    from graflow.core.handler import TaskResult
     from graflow.distributed import dispatch
     from graflow.distributed.session import SessionStore
     from graflow.distributed.spec import TaskSpec as Wire
@@ -102,12 +101,9 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
 
         run.add_checkpoint_request(CheckpointRequest(req.get("metadata") or {}, req.get("path"), req.get("requested_by") or []))
     _expire(store, group_run)
-    results = {}
-    for member in group.tasks:
-        res = record.get(f"res:{member.task_id}", "fail:branch never finished")
-        ok = res == "ok"
-        results[member.task_id] = TaskResult(member.task_id, ok, None, None if ok else res[5:])
-    return results
+    from graflow.distributed.executor import member_results
+
+    return member_results(record, group)
 
 
 def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | None) -> dict[str, str]:
