@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from workerpool import Pool, worker_env
+from workerpool import (
+    Pool,
+    wait_until,  # noqa: F401  (shared test helper)
+    worker_env,
+)
 
 HERE = Path(__file__).resolve().parent
 SESSION_TTL = 300
@@ -29,16 +32,6 @@ _SCRUB = ("GRAFLOW_SECRET_KEY", "GRAFLOW_CHECKPOINT_DIR", "GRAFLOW_KEY_PREFIX", 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` every 20 ms until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -17,11 +17,13 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workerpool import Pool
+from workerpool import (
+    Pool,
+    wait_until,  # noqa: F401  (shared test helper)
+)
 
 from graflow.distributed import WorkflowRun, submit
 from graflow.distributed.session import SessionStore
@@ -32,16 +34,6 @@ _SCRUB = ("GRAFLOW_SECRET_KEY", "GRAFLOW_CHECKPOINT_DIR", "GRAFLOW_KEY_PREFIX", 
           "GRAFLOW_CRASH_AT", "GRAFLOW_CRASH_ONCE_FILE", "GRAFLOW_HEARTBEAT", "GRAFLOW_MAX_REDELIVERIES")  # fmt: skip
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` every 20 ms until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class FoPool(Pool):
