@@ -97,13 +97,29 @@ class Pool:
         self.cleanup()
 
     def cleanup(self) -> None:
+        """Delete the pool's keys: its prefix, rq's keys of its queue, the rq job hashes of
+        its sessions (job ids name the session, not the prefix) and its registry entries."""
         import redis
 
         client = redis.Redis.from_url(self.redis_url)
-        for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*"):
-            names = list(client.scan_iter(match=pattern, count=1000))
-            if names:
-                client.unlink(*names)
+        try:
+            sessions = {k.decode().split("{", 1)[1].split("}", 1)[0]
+                        for k in client.scan_iter(match=f"{self.prefix}:session:*", count=1000)}  # fmt: skip
+            if sessions:
+                names = [k for k in client.scan_iter(match="rq:*gf-*", count=1000)
+                         if any(s in k.decode(errors="replace") for s in sessions)]  # fmt: skip
+                if names:
+                    client.unlink(*names)
+            for set_key in ("rq:queues", "rq:workers"):
+                stale = [m for m in client.smembers(set_key) if self.prefix in m.decode(errors="replace")]
+                if stale:
+                    client.srem(set_key, *stale)
+            for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*"):
+                names = list(client.scan_iter(match=pattern, count=1000))
+                if names:
+                    client.unlink(*names)
+        finally:
+            client.close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

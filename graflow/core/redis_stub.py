@@ -44,6 +44,25 @@ class RedisRunStub:
         url = self.descriptor.to_url(password_for(self.descriptor, redis_url))
         return client_from(url=url), url
 
+    def graph_for(
+        self, client: Any, graph: TaskGraph | None, secret_key: SecretKey, location: str, url: str
+    ) -> tuple[TaskGraph, str]:
+        """The graph to resume with and its hash: the stored one, or ``graph`` (uploaded,
+        so that the next resumer finds it too)."""
+        from graflow.coordination.graph_store import GraphStore
+        from graflow.redisconn import mask_url
+
+        store = GraphStore(client, self.key_prefix, secret_key=secret_key)
+        if graph is not None:
+            return graph, store.save(graph)
+        stored = store.get(self.graph_hash)
+        if stored is None:
+            raise CheckpointError(
+                f"graph {self.graph_hash} is no longer in Redis at {mask_url(url)} "
+                f"(checkpoint {location}); pass graph=… / --workflow"
+            )
+        return stored, self.graph_hash
+
     def rebuild(
         self,
         redis_url: str | None,
@@ -52,23 +71,12 @@ class RedisRunStub:
         known_dynamic: list[str],
         location: str,
     ) -> ExecutionContext:
-        from graflow.coordination.graph_store import GraphStore
         from graflow.core.context import ExecutionContext
-        from graflow.redisconn import mask_url, wrap_connection_errors
+        from graflow.redisconn import wrap_connection_errors
 
         client, url = self.connect(redis_url)
         with wrap_connection_errors(url):
-            store = GraphStore(client, self.key_prefix, secret_key=secret_key)
-            if graph is None:
-                graph = store.get(self.graph_hash)
-                if graph is None:
-                    raise CheckpointError(
-                        f"graph {self.graph_hash} is no longer in Redis at {mask_url(url)} "
-                        f"(checkpoint {location}); pass graph=… / --workflow"
-                    )
-                graph_hash = self.graph_hash
-            else:
-                graph_hash = store.save(graph)  # so that the next resumer finds it too
+            graph, graph_hash = self.graph_for(client, graph, secret_key, location, url)
             ctx = ExecutionContext(
                 graph.copy(),
                 self.start_node,

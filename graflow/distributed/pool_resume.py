@@ -32,7 +32,6 @@ def resume_on_pool(
     force: bool = False,
 ) -> WorkflowRun:
     """Validate the checkpoint, rewrite the session from its state.json, enqueue its work."""
-    from graflow.coordination.graph_store import GraphStore
     from graflow.core.checkpoint_reader import compare_fingerprints, read_checkpoint
     from graflow.core.redis_stub import RedisRunStub
     from graflow.distributed.run import WorkflowRun
@@ -54,17 +53,7 @@ def resume_on_pool(
                 f"session {stub.session_id} is still {meta['state']}; wait for it, cancel it, "
                 "or resume with --force"
             )
-        graphs = GraphStore(client, stub.key_prefix, secret_key=secret_key)
-        if graph is None:
-            graph = graphs.get(stub.graph_hash)
-            if graph is None:
-                raise CheckpointError(
-                    f"graph {stub.graph_hash} is no longer in Redis (checkpoint {loaded.source}); "
-                    "pass graph=… / --workflow"
-                )
-            graph_hash = stub.graph_hash
-        else:
-            graph_hash = graphs.save(graph)
+        graph, graph_hash = stub.graph_for(client, graph, secret_key, loaded.source, url)
         compare_fingerprints(graph, [], loaded.meta.graph_fingerprint, loaded.source, strict_graph)
         state = loaded.state
         known = set(state.known_dynamic)

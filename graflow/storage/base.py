@@ -78,6 +78,13 @@ def check_files(files: Mapping[str, Part]) -> None:
             raise TypeError(f"checkpoint part {part!r} must be bytes, not {type(data).__name__}")
 
 
+def torn_stems(names: list[str]) -> list[str]:
+    """Stems with a ``.pkl`` or ``.state.json`` but no ``.meta.json``: interrupted writes."""
+    committed = set(stems_with(names, "meta"))
+    torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
+    return sorted(torn - committed)
+
+
 def part_bytes(data: Part) -> bytes:
     return data() if callable(data) else bytes(data)
 

@@ -24,7 +24,14 @@ from graflow.exceptions import (
     UnsupportedCheckpointLocationError,
 )
 from graflow.redisconn import mask_url
-from graflow.storage.base import CheckpointStore, Part, check_part, materialize, stems_with
+from graflow.storage.base import (
+    CheckpointStore,
+    Part,
+    check_part,
+    materialize,
+    stems_with,
+    torn_stems,
+)
 
 __all__ = ["FsspecStore", "open_fsspec"]
 
@@ -101,9 +108,7 @@ class FsspecStore(CheckpointStore):
             names = self._names(self.fs.ls(str(self.fs._strip_protocol(self.root)), detail=False))
         except OSError:
             return []
-        committed = set(stems_with(names, "meta"))
-        torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
-        return [self._join(stem) for stem in sorted(torn - committed)]
+        return [self._join(stem) for stem in torn_stems(names)]
 
     def write(self, base: str, files: dict[str, Part]) -> str:
         data = materialize(files)

@@ -33,6 +33,7 @@ from graflow.storage.base import (
     check_part,
     part_bytes,
     stems_with,
+    torn_stems,
 )
 
 __all__ = ["LocalStore"]
@@ -99,9 +100,7 @@ class LocalStore(CheckpointStore):
             names = os.listdir(self.root or ".")
         except OSError:
             return []
-        committed = set(stems_with(names, "meta"))
-        torn = set(stems_with(names, "pkl")) | set(stems_with(names, "state"))
-        return [self._join(stem) for stem in sorted(torn - committed)]
+        return [self._join(stem) for stem in torn_stems(names)]
 
     # -- writing -----------------------------------------------------------------------
     def write(self, base: str, files: dict[str, Part]) -> str:

@@ -100,26 +100,6 @@ class DistPool(Pool):
                 continue
         return pids
 
-    def cleanup(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        sessions = {
-            k.decode().split("{", 1)[1].split("}", 1)[0]
-            for k in client.scan_iter(match=f"{self.prefix}:session:*", count=1000)
-        }
-        if sessions:
-            names = [k for k in client.scan_iter(match="rq:*gf-*", count=1000)
-                     if any(s in k.decode(errors="replace") for s in sessions)]  # fmt: skip
-            if names:
-                client.unlink(*names)
-        for set_key in ("rq:queues", "rq:workers"):
-            stale = [m for m in client.smembers(set_key) if self.prefix in m.decode(errors="replace")]
-            if stale:
-                client.srem(set_key, *stale)
-        super().cleanup()
-
-
 @pytest.fixture(scope="module")
 def pool(redis_url: str) -> Iterator[DistPool]:
     """Two workers for the whole module (``GRAFLOW_SESSION_TTL=300``)."""

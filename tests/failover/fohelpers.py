@@ -74,30 +74,6 @@ class FoPool(Pool):
                 os.unlink(path)
         self.cleanup()
 
-    def cleanup(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            sessions = {k.decode().split("{", 1)[1].split("}", 1)[0]
-                        for k in client.scan_iter(match=f"{self.prefix}:session:*", count=1000)}  # fmt: skip
-            if sessions:
-                names = [k for k in client.scan_iter(match="rq:*gf-*", count=1000)
-                         if any(s in k.decode(errors="replace") for s in sessions)]  # fmt: skip
-                if names:
-                    client.unlink(*names)
-            for set_key in ("rq:queues", "rq:workers"):
-                stale = [m for m in client.smembers(set_key) if self.prefix in m.decode(errors="replace")]
-                if stale:
-                    client.srem(set_key, *stale)
-            names = [k for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*")
-                     for k in client.scan_iter(match=pattern, count=1000)]  # fmt: skip
-            if names:
-                client.unlink(*names)
-        finally:
-            client.close()
-
-
 class Keeper(threading.Thread):
     """Keeps ``pool`` at its size: a worker that exits is replaced at once (with ``env``).
 
