@@ -45,7 +45,10 @@ def record_abandoned(
     connection: Any, job: Job, reason: str, worker_name: str, pipeline: Any, lease: Any = None
 ) -> None:
     """The old job as rq records a failure: status, failed registry, a Result with ``reason``;
-    its lease (``lease``, or found by scanning) leaves the started registry."""
+    its lease (``lease``, or found by scanning) leaves the started registry, and its
+    executions are deleted, as rq deletes them when a job ends (the lost worker never
+    will; they would outlive the failed job by a minute)."""
+    from rq.executions import Execution, ExecutionRegistry
     from rq.registry import FailedJobRegistry, StartedJobRegistry
 
     ttl = job.failure_ttl if job.failure_ttl is not None else dispatch.FAILURE_TTL
@@ -56,6 +59,12 @@ def record_abandoned(
     )
     Result.create_failure(job, ttl, exc_string=reason, worker_name=worker_name, pipeline=pipeline)
     started = StartedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer)
+    executions = ExecutionRegistry(job_id=job.id, connection=connection)
+    for execution_id in executions.get_execution_ids():
+        execution = Execution(id=execution_id, job_id=job.id, connection=connection)
+        pipeline.delete(execution.key)
+        pipeline.zrem(started.key, execution.composite_key)
+    pipeline.delete(executions.key)
     if lease is not None:
         pipeline.zrem(started.key, lease)
         return

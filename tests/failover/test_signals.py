@@ -140,6 +140,23 @@ def test_a_worker_killed_alone_leaves_no_process_behind(redis_url: str) -> None:
         wait_until(lambda: not group_alive(supervisor), 5, "the scheduler process to stop")
 
 
+def test_a_lost_attempt_leaves_no_rq_execution_behind(redis_url: str) -> None:
+    """rq deletes a job's executions when the job ends; for a lost worker's job the reaper
+    does, so nothing of the lost attempt outlives its failed-registry entry."""
+    with FoPool(redis_url, 2) as pool:
+        run = pool.submit(flows.long_running(), initial_channel={"naps": [20.0, 0.1]})
+        _, supervisor, _, _ = _first_start(run)
+        proc = _worker_of(pool, supervisor)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        assert run.wait(timeout=30) == "OK", pool.logs_text()
+        lost = list(abandoned(pool))
+        assert len(lost) == 1, lost
+        left = [k for k in run.client.scan_iter(match=f"rq:execution*:{lost[0]}*", count=1000)]
+        assert not left, left
+        assert [s[2] for s in run.channel.get("starts")] == [1, 2]
+
+
 def test_lease_found_by_rqs_own_cleanup_is_redelivered(redis_url: str) -> None:
     """rq's registry clean-up (``rq`` CLI, a dashboard, a plain rq worker) may find an
     expired lease before any reaper: its failure callback redelivers the task."""

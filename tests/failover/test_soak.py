@@ -56,7 +56,17 @@ def test_short_ttls_leave_nothing_behind(redis_url: str, monkeypatch: pytest.Mon
         assert not no_ttl, f"keys without a TTL: {no_ttl}"
         # Once the TTLs have passed, nothing is left but what was there before.
         t0 = time.monotonic()
-        wait_until(lambda: _prefix_keys(client, pool.prefix) == baseline and not _job_keys(client, sessions), 12,
-                   "the runs' keys to expire")  # fmt: skip
+        left: list[bytes] = []
+
+        def expired() -> bool:
+            left[:] = [k for k in _prefix_keys(client, pool.prefix) if k not in baseline]
+            left.extend(_job_keys(client, sessions))
+            return not left
+
+        try:
+            wait_until(expired, 12, "the runs' keys to expire")
+        except AssertionError as exc:
+            detail = [(k.decode(errors="replace"), client.ttl(k)) for k in left[:20]]
+            raise AssertionError(f"{exc}; still there (key, ttl): {detail}") from None
         print(f"{RUNS} runs: {len(keys)} keys, all expired {time.monotonic() - t0:.1f} s after the last run")
         client.close()
