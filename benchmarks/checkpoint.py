@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -43,6 +45,44 @@ def build(backend: str, size: int, url: str, prefix: str) -> ExecutionContext:
     return ctx
 
 
+def against_floor(ctx: ExecutionContext, base: str, runs: int) -> dict[str, object]:
+    """Create times beside the floors, interleaved round by round so that drift in the
+    machine's speed hits both alike; ratios are medians of per-round ratios."""
+    floor_path = base + ".floor"
+
+    def create() -> None:
+        CheckpointManager.create_checkpoint(ctx, path=base)
+
+    def floor() -> None:
+        with open(floor_path, "wb") as f:
+            f.write(cloudpickle.dumps(ctx))
+
+    def durable_floor() -> None:  # the same plus one fsync: what any crash-safe write pays
+        with open(floor_path, "wb") as f:
+            f.write(cloudpickle.dumps(ctx))
+            f.flush()
+            os.fsync(f.fileno())
+
+    samples: dict[str, list[float]] = {"create": [], "floor": [], "durable": []}
+    for fn in (create, floor, durable_floor):
+        fn()  # warm-up
+    for _ in range(runs):
+        for name, fn in (("create", create), ("floor", floor), ("durable", durable_floor)):
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    ms = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+    ratio = [c / f for c, f in zip(samples["create"], samples["floor"], strict=True)]
+    ratio_durable = [c / f for c, f in zip(samples["create"], samples["durable"], strict=True)]
+    return {
+        "create_ms": round(ms["create"], 3),
+        "bare_pickle_write_ms": round(ms["floor"], 3),
+        "create_vs_bare": round(statistics.median(ratio), 2),
+        "bare_pickle_write_fsync_ms": round(ms["durable"], 3),
+        "create_vs_bare_fsync": round(statistics.median(ratio_durable), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=9)
@@ -54,33 +94,15 @@ def main() -> None:
             for label, size in (("small", 0), ("10MiB", BIG)):
                 ctx = build(backend, size, redis_server.url, "bench")
                 base = os.path.join(workdir, f"{backend}_{label}")
-                t_create, _ = median_time(lambda ctx=ctx, base=base: CheckpointManager.create_checkpoint(ctx, path=base), args.runs)
-                t_resume, _ = median_time(lambda base=base: CheckpointManager.resume_from_checkpoint(base), args.runs)
-                entry: dict[str, object] = {
-                    "create_ms": round(t_create * 1e3, 3),
-                    "resume_ms": round(t_resume * 1e3, 3),
-                    "pkl_bytes": os.path.getsize(base + ".pkl"),
-                }
+                entry: dict[str, object] = {}
                 if backend == "memory":
-                    floor_path = base + ".floor"
-
-                    def floor(ctx: ExecutionContext = ctx, path: str = floor_path) -> None:
-                        with open(path, "wb") as f:
-                            f.write(cloudpickle.dumps(ctx))
-
-                    def durable_floor(ctx: ExecutionContext = ctx, path: str = floor_path) -> None:
-                        with open(path, "wb") as f:
-                            f.write(cloudpickle.dumps(ctx))
-                            f.flush()
-                            os.fsync(f.fileno())
-
-                    t_floor, _ = median_time(floor, args.runs)
-                    t_durable, _ = median_time(durable_floor, args.runs)
-                    entry["bare_pickle_write_ms"] = round(t_floor * 1e3, 3)
-                    entry["create_vs_bare"] = round(t_create / t_floor, 2)
-                    # The same plus one fsync: what any crash-safe write pays at least.
-                    entry["bare_pickle_write_fsync_ms"] = round(t_durable * 1e3, 3)
-                    entry["create_vs_bare_fsync"] = round(t_create / t_durable, 2)
+                    entry.update(against_floor(ctx, base, args.runs))
+                else:
+                    t_create, _ = median_time(lambda ctx=ctx, base=base: CheckpointManager.create_checkpoint(ctx, path=base), args.runs)
+                    entry["create_ms"] = round(t_create * 1e3, 3)
+                t_resume, _ = median_time(lambda base=base: CheckpointManager.resume_from_checkpoint(base), args.runs)
+                entry["resume_ms"] = round(t_resume * 1e3, 3)
+                entry["pkl_bytes"] = os.path.getsize(base + ".pkl")
                 results[f"{backend}_{label}"] = entry
     emit("checkpoint", results)
 

@@ -41,6 +41,7 @@ __all__ = [
     "Purpose",
     "SecretKey",
     "dump",
+    "dump_buffers",
     "dumps",
     "is_envelope",
     "load",
@@ -123,6 +124,12 @@ def _mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
+def _mac_of(key: bytes, header: bytes, payload: bytes | memoryview) -> bytes:
+    mac = hmac.new(key, header, hashlib.sha256)
+    mac.update(payload)
+    return mac.digest()
+
+
 # ----------------------------------------------------------------------- envelope
 
 
@@ -148,13 +155,64 @@ def dumps(
     try:
         payload: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        raise SerializationError(
-            f"cannot pickle an object of type {type(obj).__module__}."
-            f"{type(obj).__qualname__}; make it picklable (module-level functions and "
-            "classes, no open files, locks or connections)",
-            exc,
-        ) from exc
+        raise _pickling_error(obj, exc) from exc
     return seal(payload, purpose, secret_key=secret_key, compress=compress)
+
+
+def dump_buffers(obj: Any, purpose: Purpose | int, *, secret_key: SecretKey = None) -> list[bytes]:
+    """``dumps`` as the buffers making up the envelope, in order, never joined.
+
+    For large payloads (a checkpoint of a big Memory channel): the pickler hands its
+    frames and every large ``bytes`` value over by reference, so writing and hashing
+    them costs no copy of the data (``dumps`` copies it into a growing buffer and then
+    once more to add the header). Only immutable ``bytes`` are kept by reference;
+    anything else the pickler passes (a ``bytearray``, a ``memoryview``) is copied, so
+    a value changed after this call cannot change what gets written.
+    """
+    import cloudpickle
+
+    purpose = Purpose(purpose)
+    sink = _BufferSink()
+    try:
+        cloudpickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except Exception as exc:
+        raise _pickling_error(obj, exc) from exc
+    return _envelope(sink.parts, purpose, resolve_keys(secret_key), 0)
+
+
+class _BufferSink:
+    """The pickler's output file: keeps each write as one buffer."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(data if type(data) is bytes else bytes(data))
+        return len(self.parts[-1])
+
+
+def _pickling_error(obj: Any, exc: Exception) -> SerializationError:
+    return SerializationError(
+        f"cannot pickle an object of type {type(obj).__module__}."
+        f"{type(obj).__qualname__}; make it picklable (module-level functions and "
+        "classes, no open files, locks or connections)",
+        exc,
+    )
+
+
+def _envelope(payload: list[bytes], purpose: Purpose, keys: list[bytes], flags: int) -> list[bytes]:
+    """Header, then the signature over header and payload when a key is set, then the payload."""
+    if keys:
+        flags |= FLAG_SIGNED
+    header = MAGIC + bytes((VERSION, flags, int(purpose)))
+    if not keys:
+        return [header, *payload]
+    mac = hmac.new(keys[0], header, hashlib.sha256)
+    for piece in payload:
+        mac.update(piece)
+    return [header, mac.digest(), *payload]
 
 
 def seal(
@@ -166,18 +224,11 @@ def seal(
 ) -> bytes:
     """Wrap already-pickled bytes in an envelope (callers that hash the pickle first,
     e.g. content-addressed graph blobs, and must not pickle twice)."""
-    purpose = Purpose(purpose)
     flags = 0
     if compress:
         payload = zlib.compress(payload, 6)
         flags |= FLAG_ZLIB
-    keys = resolve_keys(secret_key)
-    if keys:
-        flags |= FLAG_SIGNED
-    header = MAGIC + bytes((VERSION, flags, int(purpose)))
-    if keys:
-        return header + _mac(keys[0], header + payload) + payload
-    return header + payload
+    return b"".join(_envelope([payload], Purpose(purpose), resolve_keys(secret_key), flags))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -243,15 +294,17 @@ def loads(
         raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
     header = blob[:HEADER_LEN]
     keys = resolve_keys(secret_key)
+    view = memoryview(blob)  # slices of it share the data: no copy of a large payload
+    payload: bytes | memoryview
     if signed:
         signature = blob[HEADER_LEN : HEADER_LEN + SIG_LEN]
-        payload = blob[HEADER_LEN + SIG_LEN :]
+        payload = view[HEADER_LEN + SIG_LEN :]
         if not keys:
             raise PayloadSignatureError(_no_key(source))
-        if not any(hmac.compare_digest(_mac(k, header + payload), signature) for k in keys):
+        if not any(hmac.compare_digest(_mac_of(k, header, payload), signature) for k in keys):
             raise PayloadSignatureError(_bad_signature(source))
     else:
-        payload = blob[HEADER_LEN:]
+        payload = view[HEADER_LEN:]
         if keys:
             raise PayloadSignatureError(_bad_signature(source))
         if from_redis:

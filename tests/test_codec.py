@@ -341,3 +341,36 @@ def test_imports_stay_light() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"imported eagerly: {out.stdout.strip()}"
+
+
+# ------------------------------------------------------------------ dump_buffers
+
+
+@pytest.mark.parametrize("key", [None, KEY_A])
+def test_dump_buffers_joined_is_the_envelope_dumps_writes(key: str | None) -> None:
+    value = {"big": os.urandom(300_000), "small": list(range(50)), "text": "x" * 70_000}
+    buffers = codec.dump_buffers(value, Purpose.CHECKPOINT, secret_key=key)
+    joined = b"".join(buffers)
+    assert joined == codec.dumps(value, Purpose.CHECKPOINT, secret_key=key)
+    assert codec.loads(joined, Purpose.CHECKPOINT, secret_key=key) == value
+
+
+def test_dump_buffers_keeps_large_bytes_by_reference() -> None:
+    big = os.urandom(1 << 20)
+    buffers = codec.dump_buffers({"big": big}, Purpose.CHECKPOINT)
+    assert any(b is big for b in buffers)  # handed over, not copied
+    assert all(type(b) is bytes for b in buffers)
+
+
+def test_dump_buffers_copies_mutable_buffers() -> None:
+    """A bytearray changed after the dump cannot change what gets written."""
+    data = bytearray(os.urandom(1 << 18))
+    buffers = codec.dump_buffers({"data": data}, Purpose.CHECKPOINT)
+    expected = bytes(data)
+    data[:4] = b"XXXX"
+    assert codec.loads(b"".join(buffers), Purpose.CHECKPOINT)["data"] == expected
+
+
+def test_dump_buffers_names_what_cannot_be_pickled() -> None:
+    with pytest.raises(SerializationError, match=r"_thread\.lock"):
+        codec.dump_buffers({"lock": threading.Lock()}, Purpose.CHECKPOINT)

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graflow.codec import Purpose, SecretKey, dumps, loads, resolve_keys
+from graflow.codec import Purpose, SecretKey, dump_buffers, loads, resolve_keys
 from graflow.exceptions import (
     CheckpointCorruptError,
     CheckpointError,
@@ -207,8 +207,10 @@ def load_pickle(
         ) from exc
 
 
-def dump_pickle(obj: Any, secret_key: SecretKey) -> tuple[bytes, bool]:
-    return dumps(obj, Purpose.CHECKPOINT, secret_key=secret_key), bool(resolve_keys(secret_key))
+def dump_pickle(obj: Any, secret_key: SecretKey) -> tuple[list[bytes], bool]:
+    """The ``.pkl`` as the buffers to write in order (never joined: see ``dump_buffers``),
+    and whether it is signed."""
+    return dump_buffers(obj, Purpose.CHECKPOINT, secret_key=secret_key), bool(resolve_keys(secret_key))
 
 
 def read_part(store: CheckpointStore, base: str, part: str) -> bytes:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from graflow.codec import SecretKey
@@ -147,25 +148,28 @@ def write_checkpoint(
     return location, meta
 
 
-class _HashThread(threading.Thread):
-    """sha256 of a large payload, computed beside the file write."""
+def _hash_beside(buffers: list[bytes], size: int) -> Callable[[], str]:
+    """sha256 of a payload's buffers, in order: for a large one, on a thread (hashlib
+    releases the GIL) while the store writes and syncs it; returns the result's getter."""
+    if size < 1 << 20:  # small: not worth a thread
+        digest = _sha256_of(buffers)
+        return lambda: digest
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(_sha256_of(buffers)), daemon=True)
+    thread.start()
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(daemon=True)
-        self._data = data
-        self._digest = ""
-        if len(data) < 1 << 20:  # small: not worth a thread
-            self._digest = sha256_hex(data)
-        else:
-            self.start()
+    def wait() -> str:
+        thread.join()
+        return result[0]
 
-    def run(self) -> None:
-        self._digest = sha256_hex(self._data)
+    return wait
 
-    def result(self) -> str:
-        if not self._digest:
-            self.join()
-        return self._digest
+
+def _sha256_of(buffers: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for buffer in buffers:
+        digest.update(buffer)
+    return digest.hexdigest()
 
 
 def store_artefacts(
@@ -187,7 +191,7 @@ def store_artefacts(
 def _commit(
     store: CheckpointStore,
     base: str,
-    pkl: bytes,
+    pkl: list[bytes],
     signed: bool,
     state: StateDoc,
     metadata: dict[str, Any] | None,
@@ -225,11 +229,12 @@ def _commit(
         ) from exc
     # The .pkl's sha256 is computed on a thread (hashlib releases the GIL) while the
     # store writes and fsyncs it; meta.json, written last, waits for it.
-    pkl_hash = _HashThread(pkl)
+    pkl_size = sum(map(len, pkl))
+    pkl_hash = _hash_beside(pkl, pkl_size)
 
     def meta_bytes() -> bytes:
         doc["files"] = {
-            "pkl": {"bytes": len(pkl), "sha256": pkl_hash.result()},
+            "pkl": {"bytes": pkl_size, "sha256": pkl_hash()},
             "state": {"bytes": len(state_bytes), "sha256": sha256_hex(state_bytes)},
         }
         return encode(doc)

@@ -64,9 +64,10 @@ def check_part(part: str) -> str:
         raise ValueError(f"unknown checkpoint part {part!r}; expected one of {PARTS}") from None
 
 
-#: A part's bytes, or a function producing them: meta.json may be finished while the
-#: store is already writing the large ``.pkl`` (its hash is computed alongside).
-Part = bytes | Callable[[], bytes]
+#: A part's bytes; or the buffers making them up, in order (a large ``.pkl`` is written
+#: without ever being joined); or a function producing them (meta.json may be finished
+#: while the store is already writing the ``.pkl``, whose hash is computed alongside).
+Part = bytes | list[bytes] | Callable[[], bytes]
 
 
 def check_files(files: Mapping[str, Part]) -> None:
@@ -74,7 +75,7 @@ def check_files(files: Mapping[str, Part]) -> None:
     if set(files) != set(PARTS):
         raise ValueError(f"a checkpoint write needs exactly the parts {PARTS}, got {sorted(files)}")
     for part, data in files.items():
-        if not isinstance(data, (bytes, bytearray, memoryview)) and not callable(data):
+        if not isinstance(data, (bytes, bytearray, memoryview, list)) and not callable(data):
             raise TypeError(f"checkpoint part {part!r} must be bytes, not {type(data).__name__}")
 
 
@@ -86,7 +87,16 @@ def torn_stems(names: list[str]) -> list[str]:
 
 
 def part_bytes(data: Part) -> bytes:
+    if isinstance(data, list):
+        return b"".join(data)
     return data() if callable(data) else bytes(data)
+
+
+def part_buffers(data: Part) -> list[bytes]:
+    """A part as buffers to write in order (no join)."""
+    if isinstance(data, list):
+        return data
+    return [data() if callable(data) else bytes(data)]
 
 
 def materialize(files: Mapping[str, Part]) -> dict[str, bytes]:

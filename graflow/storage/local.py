@@ -4,15 +4,19 @@ Write protocol (crash-safe; §13.2 "Atomicity"):
 
 1. each artefact goes to a temporary file in the target directory (``.<name>.<hex>.tmp``),
    which is flushed and fsynced;
-2. an existing ``<base>.meta.json`` is unlinked and the directory fsynced: the old
-   checkpoint at this base is un-committed before any of its files is replaced, so a
-   crash can never pair the old meta.json with new data;
+2. an existing ``<base>.meta.json`` is unlinked: the old checkpoint at this base is
+   un-committed before any of its files is replaced, so a crashed process can never
+   leave the old meta.json paired with new data;
 3. the temporaries are renamed (``os.replace``) over ``.pkl``, then ``.state.json``,
-   then ``.meta.json``, which commits the new checkpoint; the directory is fsynced.
+   then ``.meta.json``, which commits the new checkpoint; the directory is fsynced,
+   once: when ``write`` returns, the checkpoint survives a power loss.
 
 A crash at any point leaves either the complete new checkpoint or a base without
 meta.json, which ``read`` reports as an interrupted writer. Other checkpoints in the
-directory are never touched.
+directory are never touched. (Step 2 is not synced on its own: journaling filesystems
+keep the unlink ahead of the renames, and where one would not, a power loss in
+between leaves the old meta.json beside new files, which its sha256s reject as a
+mixed checkpoint rather than load. Either way the overwritten checkpoint is gone.)
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from graflow.storage.base import (
     Part,
     check_files,
     check_part,
-    part_bytes,
+    part_buffers,
     stems_with,
     torn_stems,
 )
@@ -119,10 +123,9 @@ class LocalStore(CheckpointStore):
                 os.makedirs(directory, exist_ok=True)
             for part in PARTS:
                 step = f"temporary file for {self.path(base, part)}"
-                temps[part] = _write_temp(directory, name + SUFFIXES[part], part_bytes(files[part]))
+                temps[part] = _write_temp(directory, name + SUFFIXES[part], part_buffers(files[part]))
             step = self.path(base, "meta")
-            if _unlink(step, strict=True):
-                _fsync_dir(directory)
+            _unlink(step, strict=True)
             for part, point in (("pkl", "after_pkl"), ("state", "after_state"), ("meta", "")):
                 step = self.path(base, part)
                 os.replace(temps[part], step)
@@ -139,8 +142,8 @@ class LocalStore(CheckpointStore):
         return self.display(base, "pkl")
 
 
-def _write_temp(directory: str, final_name: str, data: bytes) -> str:
-    """Write ``data`` to a fresh fsynced file next to ``final_name``; return its path.
+def _write_temp(directory: str, final_name: str, buffers: list[bytes]) -> str:
+    """Write ``buffers`` to a fresh fsynced file next to ``final_name``; return its path.
 
     ``os.open`` with mode 0o666 lets the umask decide the permissions, as for any file
     the user's process creates (mkstemp would force 0o600).
@@ -154,7 +157,8 @@ def _write_temp(directory: str, final_name: str, data: bytes) -> str:
             continue
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for buffer in buffers:  # large ones go straight to the file, uncopied
+                    fh.write(buffer)
                 fh.flush()
                 _datasync(fh.fileno())
         except BaseException:

@@ -389,3 +389,31 @@ def _quiet() -> Any:
     def quiet() -> None: ...
 
     return quiet
+
+
+def test_large_memory_channel_checkpoint_round_trips_with_its_hash() -> None:
+    """Megabytes of channel data: the ``.pkl`` is written from the pickler's buffers and
+    hashed beside the write; meta.json's sha256 and size are the file's."""
+    import hashlib
+
+    big, mutable = os.urandom(3 << 20), bytearray(os.urandom(1 << 20))
+    with workflow("big") as wf:
+        @task(inject_context=True)
+        def fill(ctx: TaskExecutionContext) -> None:
+            ctx.get_channel().set("big", big)
+            ctx.get_channel().set("mutable", mutable)
+            ctx.checkpoint(path="ck/big")
+
+        @task(inject_context=True)
+        def read(ctx: TaskExecutionContext) -> int:
+            return len(ctx.get_channel().get("big")) + len(ctx.get_channel().get("mutable"))
+
+        fill >> read
+    assert wf.execute() == 4 << 20
+    with open("ck/big.pkl", "rb") as fh:
+        raw = fh.read()
+    files = meta("ck/big")["files"]["pkl"]
+    assert files == {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    ctx, _ = resume("ck/big")
+    assert ctx.channel.get("big") == big and ctx.channel.get("mutable") == mutable
+    assert WorkflowEngine().execute(ctx) == 4 << 20
