@@ -135,11 +135,8 @@ def write_snapshot_checkpoint(
     location, meta = store_artefacts(
         store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key
     )
-    pipe = client.pipeline(transaction=True)
-    pipe.hset(pctx.store.keys.meta, "last_checkpoint", location)
-    if resuming_task_id is None:  # deferred: the commit that took the snapshot set these
-        pipe.hdel(pctx.store.keys.meta, *DEFERRED_FIELDS)
-    pipe.execute()
+    # deferred: the commit that took the snapshot set DEFERRED_FIELDS
+    pctx.store.note_checkpoint(location, DEFERRED_FIELDS if resuming_task_id is None else ())
     return location, meta
 
 

@@ -350,4 +350,14 @@ finish(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
 return enc({status = 'finished', state = ARGV[1], pending = pending})
 """
 
-__all__ = ["COMMIT", "END_RUN", "FAIL", "GROUP_START", "REDELIVER", "START"]
+# A checkpoint of the session was written: ARGV[1] its location, ARGV[2..] fields to clear
+# (a deferred request's markers). Nothing for a session that is gone (expired after it
+# ended): a late writer must not bring its hash back without a TTL.
+NOTE_CHECKPOINT = PRELUDE + r"""
+if redis.call('EXISTS', root) == 0 then return enc({status = 'missing'}) end
+redis.call('HSET', root, 'last_checkpoint', ARGV[1])
+if #ARGV > 1 then redis.call('HDEL', root, unpack(ARGV, 2)) end
+return enc({status = 'ok'})
+"""
+
+__all__ = ["COMMIT", "END_RUN", "FAIL", "GROUP_START", "NOTE_CHECKPOINT", "REDELIVER", "START"]

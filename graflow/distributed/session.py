@@ -118,6 +118,11 @@ class SessionStore:
         control = {"spec_id": spec_id, "attempt": attempt, "spec": new_spec.decode(), "worker": worker, "now": time.time()}
         return self._run("REDELIVER", [_json.encode(control)])
 
+    def note_checkpoint(self, location: str, clear: tuple[str, ...] = ()) -> bool:
+        """Record the run's latest checkpoint (and drop the ``clear`` fields); False when
+        the session no longer exists, which is then left alone."""
+        return self._run("NOTE_CHECKPOINT", [location, *clear]).get("status") == "ok"
+
     def end_run(
         self,
         state: str,

@@ -223,3 +223,25 @@ def test_memory_checkpoint_cannot_be_resumed_on_the_pool(tmp_path: Path) -> None
     out = graflow("resume", ck)
     assert out.returncode == 2 and "--local" in out.stderr and out.stdout == ""
 
+
+
+def test_a_checkpoint_noted_after_the_session_expired_leaves_no_key(client: Any) -> None:
+    """A worker that finishes writing a checkpoint after its run's keys expired records
+    nothing: a recreated session hash would have no TTL and never go away."""
+    import uuid
+
+    from graflow.distributed.session import SessionStore
+
+    prefix = f"gfnote{uuid.uuid4().hex[:8]}"
+    gone = SessionStore(client, prefix, "s-gone")
+    assert gone.note_checkpoint("ck/a", ("checkpointing",)) is False
+    assert not client.exists(gone.keys.root)
+    live = SessionStore(client, prefix, "s-live")
+    client.hset(live.keys.root, mapping={"state": "running", "checkpointing": "1"})
+    client.expire(live.keys.root, 30)
+    try:
+        assert live.note_checkpoint("ck/b", ("checkpointing",)) is True
+        assert client.hgetall(live.keys.root) == {b"state": b"running", b"last_checkpoint": b"ck/b"}
+        assert 0 < client.ttl(live.keys.root) <= 30
+    finally:
+        client.delete(live.keys.root)
