@@ -88,8 +88,13 @@ return false
 
 # The commands queued on a redis-py pipeline, run as one script: atomic like MULTI/EXEC,
 # but one reply to parse instead of one per command plus the EXEC array. ARGV holds,
-# per command, its argument count and then its arguments.
+# per command, its argument count and then its arguments. With a KEYS[1] (a job hash),
+# nothing runs unless that job is still "queued": the start of a job another worker
+# started first (see ``prepare``) returns 0.
 BATCH_SCRIPT = """
+if KEYS[1] and redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
+  return 0
+end
 local i, n = 1, #ARGV
 while i <= n do
   local len = tonumber(ARGV[i])
@@ -164,34 +169,37 @@ def started_registry_key(job: Job) -> str:
     return StartedJobRegistry.key_template.format(job.origin)
 
 
-def prepare(worker: GraflowWorker, job: Job) -> Execution:
+def prepare(worker: GraflowWorker, job: Job) -> Execution | None:
     """Start ``job`` in one atomic step: the execution and its lease, the job as started,
     the worker busy on it (rq: ``prepare_execution`` + ``prepare_job_execution`` +
     ``PERSIST``). The commands are rq's own, queued on a pipeline and run as one script.
 
     The lease (the started-registry entry ``{job_id}:{execution_id}``) is created with
     the score ``now + heartbeat`` directly.
+
+    Returns None, having written nothing, when the job is no longer "queued": this
+    worker stalled between rq's dequeue and this step long enough for the reaper to put
+    the job back (``Reaper._sweep_intermediate``) and another worker started it. Only
+    one of them may run it.
     """
     ttl = worker.get_heartbeat_ttl(job)
     execution = Execution(
         id=uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker.name
     )
+    moment = now()
     with worker.connection.pipeline(transaction=False) as pipe:
         execution.save(ttl=ttl, pipeline=pipe)
         ExecutionRegistry(job_id=job.id, connection=pipe).add(
             execution=execution, ttl=ttl, pipeline=pipe
         )
         pipe.zadd(started_registry_key(job), {execution.composite_key: worker.lease_score()})
-        worker.last_heartbeat = now()
-        worker.current_job_working_time = 0
-        worker._state = WorkerStatus.BUSY
         pipe.hset(
             worker.key,
             mapping={
                 "state": WorkerStatus.BUSY,
                 "current_job": job.id,
                 "current_job_working_time": 0,
-                "last_heartbeat": utcformat(worker.last_heartbeat),
+                "last_heartbeat": utcformat(moment),
             },
         )
         pipe.expire(worker.key, ttl)
@@ -206,19 +214,24 @@ def prepare(worker: GraflowWorker, job: Job) -> Execution:
             )
         if isinstance(job, GraflowJob):
             pipe.persist(job.key)
-        run_atomically(worker.batch_script, pipe)
+        if not run_atomically(worker.batch_script, pipe, unless_started=job.key):
+            return None
+    worker.last_heartbeat = moment
+    worker.current_job_working_time = 0
+    worker._state = WorkerStatus.BUSY
     if isinstance(job, GraflowJob):
         job.persisted = True
     return execution
 
 
-def run_atomically(script: Any, pipe: Any) -> None:
-    """Run the commands queued on ``pipe`` (not executed) in one ``BATCH_SCRIPT`` call."""
+def run_atomically(script: Any, pipe: Any, unless_started: str | None = None) -> bool:
+    """Run the commands queued on ``pipe`` (not executed) in one ``BATCH_SCRIPT`` call;
+    with ``unless_started`` (a job key), only if that job is still "queued"."""
     argv: list[Any] = []
     for args, _options in pipe.command_stack:
         argv.append(len(args))
         argv.extend(args)
-    script(keys=[], args=argv)
+    return bool(script(keys=[unless_started] if unless_started else [], args=argv))
 
 
 def finish_success(worker: GraflowWorker, job: Job) -> int:

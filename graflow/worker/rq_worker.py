@@ -104,6 +104,10 @@ class ColdShutdown(SystemExit):
         super().__init__(1)
 
 
+class StartedElsewhere(Exception):
+    """The dequeued job was started by another worker first (``bookkeeping.prepare``)."""
+
+
 class GraflowWorker(Worker):
     """One rq worker process (or, for ``TaskWorker``, one thread) running graflow jobs.
 
@@ -268,7 +272,10 @@ class GraflowWorker(Worker):
         if self._taken_job_id == job.id and self.execution is not None:
             self._taken_job_id = None
         else:
-            self.execution = bookkeeping.prepare(self, job)
+            execution = bookkeeping.prepare(self, job)
+            if execution is None:
+                raise StartedElsewhere(job.id)
+            self.execution = execution
         self._prepared_job_id = job.id
         self.current_job = job
         self._lease_active = True
@@ -330,11 +337,15 @@ class GraflowWorker(Worker):
         ok = True
         try:
             if self.fork:
-                super().execute_job(job, queue)
+                super().execute_job(job, queue)  # starts with prepare_execution
             else:
                 self.prepare_execution(job)
                 ok = bool(self.perform_job(job, queue))
                 self.set_state(WorkerStatus.IDLE)
+        except StartedElsewhere:
+            log.warning("worker %s: job %s was put back while this worker stalled after "
+                        "dequeuing it, and another worker started it; leaving it to that one",
+                        self.name, job.id)  # fmt: skip
         finally:
             self._lease_active = False
             self._in_job_function = False

@@ -240,3 +240,42 @@ def test_a_started_job_looks_as_rq_would_leave_it(
     assert seen["graflow"] == seen["rq"]
     assert seen["rq"]["rq:job:<job>"]["status"] == "started"
     assert seen["rq"]["rq:wip:<queue>"]["members"] == ["<job>:<execution>"]
+
+
+def test_a_stalled_worker_does_not_run_a_job_put_back_and_started_elsewhere(
+    redis_client: Any, queue_name: str
+) -> None:
+    """rq's dequeue parks the job id on the intermediate list; a worker that stalls there
+    looks lost, so the reaper puts the job back and another worker starts it. When the
+    stalled worker wakes up, its start step finds the job started and runs nothing."""
+    from rq.queue import Queue
+    from workerpool import wait_until
+
+    from graflow.worker import bookkeeping
+    from graflow.worker.failover import Reaper
+    from graflow.worker.rq_worker import GraflowWorker
+
+    out, job_id = f"{queue_name}:out", f"gf-{queue_name}-j"  # gf-: the reaper sweeps its own
+    enqueue(redis_client, queue_name, "record", out, job_id=job_id)
+    stalled, other = (
+        GraflowWorker([queue_name], name=f"{queue_name}-{n}", connection=redis_client, heartbeat=0.75)
+        for n in ("stalled", "other")
+    )  # fmt: skip
+    reaper = Reaper(redis_client, [queue_name], heartbeat=0.75, max_redeliveries=3, name="reaper", prefix=queue_name)
+    for worker in (stalled, other):
+        worker.register_birth()
+    try:
+        job, queue = Queue.dequeue_any(stalled.queues, None, connection=redis_client, serializer=stalled.serializer)
+        wait_until(lambda: reaper._sweep_intermediate(queue_name) == 1, 5, "the reaper to put the job back")
+        assert rq_queue(redis_client, queue_name).job_ids == [job_id]
+        taken = bookkeeping.take(other)
+        assert taken is not None and taken[0].id == job_id
+        assert stalled.execute_job(job, queue) is True
+        assert entries(redis_client, out) == []  # the stalled worker ran nothing ...
+        assert redis_client.hget(job.key, "worker_name") == other.name.encode()  # ... nor wrote
+        assert list(started_leases(redis_client, queue_name)) == [job_id]  # one lease: other's
+        assert stalled.get_state() != "busy"
+    finally:
+        for worker in (stalled, other):
+            worker.register_death()
+        redis_client.delete(f"{queue_name}:reaper:{queue_name}:seen")
