@@ -75,9 +75,23 @@ def exit_code_for(exc: BaseException) -> int:
 def fail(message: str, code: int, exc: BaseException | None, *, debug: bool) -> int:
     if debug and exc is not None:
         traceback.print_exception(exc)
-    text = " ".join(message.split())
-    print(f"graflow: error: {text}", file=sys.stderr)
+    line = error_line(message, exc is not None and not debug)
+    print(f"graflow: error: {line}", file=sys.stderr)
     return code
+
+
+def error_line(message: str, traceback_hint: bool = False) -> str:
+    """``message`` on one line as ``<what> — <fix>`` (§17). graflow's error messages are
+    written ``<what>; <fix>``: the first ``"; "`` becomes the dash, unless one is there.
+    An error that names no fix (one from user code, say) gets the way to its traceback."""
+    text = " ".join(message.split())
+    if " — " not in text:
+        what, separator, fix = text.partition("; ")
+        if separator:
+            text = f"{what} — {fix}"
+        elif traceback_hint:
+            text = f"{text or 'unexpected error'} — run `graflow --log-level DEBUG …` again for the traceback"
+    return text
 
 
 def load_graph(target: str) -> TaskGraph:

@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 from graflow.cli.common import (
+    EXIT_CANCELED,
+    EXIT_FAILED,
     EXIT_OK,
+    EXIT_TIMEOUT,
     CliError,
     default_queue,
     key_prefix,
@@ -45,7 +48,22 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def wait_and_print(run: Any, timeout: float | None) -> int:
-    print_result(run.wait(timeout=timeout))
+    """Wait for ``run`` and print its result; an outcome other than a result is a one-line
+    error saying what happened and where to look next, with its exit code (§17)."""
+    from graflow.exceptions import GraflowWorkflowCanceledError, WorkflowFailedError
+
+    status = f"graflow status {run.session_id}"
+    try:
+        result = run.wait(timeout=timeout)
+    except TimeoutError as exc:
+        raise CliError(f"{exc} — it goes on; follow it with `{status} --watch`", EXIT_TIMEOUT) from exc
+    except GraflowWorkflowCanceledError as exc:
+        raise CliError(f"run {run.session_id} was canceled: {exc} — `{status}` shows its events",
+                       EXIT_CANCELED) from exc  # fmt: skip
+    except WorkflowFailedError as exc:
+        raise CliError(f"{exc} — `{status}` shows its events; once the cause is fixed, "
+                       "`graflow resume` its last checkpoint", EXIT_FAILED) from exc  # fmt: skip
+    print_result(result)
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ def graflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def one_error_line(done: subprocess.CompletedProcess[str], *needles: str) -> None:
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("graflow: error: "), done.stderr
+    assert " — " in lines[0], lines[0]  # <what> — <fix>
     assert "Traceback" not in done.stderr
     for needle in needles:
         assert needle in lines[0]
@@ -113,3 +114,20 @@ def test_resume_errors_and_exit_codes() -> None:
     done = graflow("resume", "ck/nothing", "--local")
     assert done.returncode == 4
     one_error_line(done, "no checkpoint at ck/nothing.meta.json")
+
+
+@pytest.mark.parametrize(
+    ("message", "hint", "line"),
+    [
+        ("no checkpoint at x; check the location", False, "no checkpoint at x — check the location"),
+        ("a; b; c", False, "a — b; c"),  # only the first "; " separates what from fix
+        ("bad --set x — use KEY=JSON; e.g. n=5", False, "bad --set x — use KEY=JSON; e.g. n=5"),
+        ("two\n  lines", False, "two lines"),
+        ("boom", True, "boom — run `graflow --log-level DEBUG …` again for the traceback"),
+        ("interrupted", False, "interrupted"),
+    ],
+)
+def test_cli_error_lines_read_what_dash_fix(message: str, hint: bool, line: str) -> None:
+    from graflow.cli.common import error_line
+
+    assert error_line(message, hint) == line

@@ -26,6 +26,7 @@ def _one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("graflow: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], stderr
+    assert " — " in errors[0], errors[0]  # <what> — <fix>
     return errors[0]
 
 
