@@ -120,13 +120,11 @@ def resolve_keys(secret_key: SecretKey = None) -> list[bytes]:
     return list(keys)
 
 
-def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
-
-
-def _mac_of(key: bytes, header: bytes, payload: bytes | memoryview) -> bytes:
-    mac = hmac.new(key, header, hashlib.sha256)
-    mac.update(payload)
+def _mac(key: bytes, *pieces: bytes | memoryview) -> bytes:
+    """HMAC-SHA256 over ``pieces`` in order, as if joined (nothing is joined)."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for piece in pieces:
+        mac.update(piece)
     return mac.digest()
 
 
@@ -209,10 +207,7 @@ def _envelope(payload: list[bytes], purpose: Purpose, keys: list[bytes], flags: 
     header = MAGIC + bytes((VERSION, flags, int(purpose)))
     if not keys:
         return [header, *payload]
-    mac = hmac.new(keys[0], header, hashlib.sha256)
-    for piece in payload:
-        mac.update(piece)
-    return [header, mac.digest(), *payload]
+    return [header, _mac(keys[0], header, *payload), *payload]
 
 
 def seal(
@@ -301,7 +296,7 @@ def loads(
         payload = view[HEADER_LEN + SIG_LEN :]
         if not keys:
             raise PayloadSignatureError(_no_key(source))
-        if not any(hmac.compare_digest(_mac_of(k, header, payload), signature) for k in keys):
+        if not any(hmac.compare_digest(_mac(k, header, payload), signature) for k in keys):
             raise PayloadSignatureError(_bad_signature(source))
     else:
         payload = view[HEADER_LEN:]
