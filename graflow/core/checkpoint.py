@@ -178,8 +178,12 @@ class CheckpointManager:
         return list_checkpoints(location)
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sha256_hex(*pieces: bytes) -> str:
+    """Hex sha256 of ``pieces`` in order, as if joined (nothing is joined)."""
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)  # releases the GIL for large pieces
+    return digest.hexdigest()
 
 
 def new_checkpoint_id(session_id: str, steps: int) -> str:

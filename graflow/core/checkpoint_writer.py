@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 import weakref
@@ -152,10 +151,10 @@ def _hash_beside(buffers: list[bytes], size: int) -> Callable[[], str]:
     """sha256 of a payload's buffers, in order: for a large one, on a thread (hashlib
     releases the GIL) while the store writes and syncs it; returns the result's getter."""
     if size < 1 << 20:  # small: not worth a thread
-        digest = _sha256_of(buffers)
+        digest = sha256_hex(*buffers)
         return lambda: digest
     result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(_sha256_of(buffers)), daemon=True)
+    thread = threading.Thread(target=lambda: result.append(sha256_hex(*buffers)), daemon=True)
     thread.start()
 
     def wait() -> str:
@@ -163,13 +162,6 @@ def _hash_beside(buffers: list[bytes], size: int) -> Callable[[], str]:
         return result[0]
 
     return wait
-
-
-def _sha256_of(buffers: list[bytes]) -> str:
-    digest = hashlib.sha256()
-    for buffer in buffers:
-        digest.update(buffer)
-    return digest.hexdigest()
 
 
 def store_artefacts(

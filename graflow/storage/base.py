@@ -87,9 +87,7 @@ def torn_stems(names: list[str]) -> list[str]:
 
 
 def part_bytes(data: Part) -> bytes:
-    if isinstance(data, list):
-        return b"".join(data)
-    return data() if callable(data) else bytes(data)
+    return b"".join(part_buffers(data))  # one buffer: itself, no copy
 
 
 def part_buffers(data: Part) -> list[bytes]:
