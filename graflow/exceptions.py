@@ -30,6 +30,7 @@ __all__ = [
     "GraphChangedError",
     "GraphChangedWarning",
     "GraphCompilationError",
+    "InvalidIdentifierError",
     "MaxStepsExceeded",
     "ParallelGroupError",
     "PayloadError",
@@ -39,8 +40,11 @@ __all__ = [
     "SerializationError",
     "SessionNotFoundError",
     "TaskError",
+    "TaskTimeoutError",
+    "TaskUnrunnableError",
     "UnsignedPayloadWarning",
     "UnsupportedCheckpointLocationError",
+    "ValueTooLargeError",
     "WorkerLostError",
     "WorkflowFailedError",
     "as_runtime_error",
@@ -163,6 +167,29 @@ class WorkerLostError(GraflowRuntimeError):
         self.last_worker = last_worker
 
 
+class TaskUnrunnableError(GraflowRuntimeError):
+    """A worker cannot load a task's code: its module does not import there, or the
+    payload carries code pickled by value under another Python minor version. Counted as a
+    failed attempt; the run fails once the redelivery limit is spent, instead of hanging."""
+
+    def __init__(self, message: str, task_id: str | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(message, cause=cause, task_id=task_id)
+
+
+class TaskTimeoutError(GraflowRuntimeError, TimeoutError):
+    """An attempt ran longer than its task's ``timeout`` (or the worker's ``--task-timeout``)."""
+
+    def __init__(self, task_id: str, timeout: float, attempt: int | None = None) -> None:
+        at = f" (attempt {attempt})" if attempt else ""
+        super().__init__(
+            f"task {task_id!r} ran longer than its timeout of {timeout:g} s{at} and was stopped; "
+            "raise @task(timeout=...) or --task-timeout, or make the task finish sooner",
+            task_id=task_id,
+        )
+        self.timeout = timeout
+        self.attempt = attempt
+
+
 class GraphCompilationError(GraflowError):
     """The graph cannot be run as given (no start node, several, unknown id)."""
 
@@ -178,6 +205,11 @@ class DuplicateTaskError(GraflowError):
 
 class ConfigError(GraflowError, ValueError):
     """Bad configuration: unknown handler, backend or channel type; a short key."""
+
+
+class InvalidIdentifierError(ConfigError):
+    """A session id, key prefix or queue name outside the allowed form (refused before
+    anything is written): it is data that becomes part of Redis key names."""
 
 
 class SerializationError(GraflowError):
@@ -205,6 +237,21 @@ class RedisUnavailableError(ChannelError, ConnectionError):
             cause,
         )
         self.url = url
+
+
+class ValueTooLargeError(ChannelError, ValueError):
+    """A value over the configured maximum size (``GRAFLOW_MAX_VALUE_BYTES``), refused
+    before it is sent, so an oversized write is never mistaken for a Redis outage."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"value for {key!r} is {size:,} bytes, over the limit of {limit:,} bytes; store large "
+            "data outside Redis (a file or object store) and keep a reference in the channel, or "
+            "raise GRAFLOW_MAX_VALUE_BYTES (Redis's proto-max-bulk-len must allow it)"
+        )
+        self.key = key
+        self.size = size
+        self.limit = limit
 
 
 class SessionNotFoundError(GraflowError, KeyError):
