@@ -6,6 +6,15 @@ payload. Loading a pickle runs code, so with a key the signature is checked *bef
 anything is unpickled, and the purpose byte (covered by the HMAC) stops a payload
 written for one use from being accepted for another.
 
+Version ``0x02`` adds the producer's *origin record* right after those 7 bytes (and so
+under the HMAC): a length byte N, then N bytes -- Python major, Python minor, pickle
+protocol, "code by value" (0 no, 1 yes, 2 unknown), then graflow's version in ASCII.
+Graph and task envelopes always carry it; other envelopes only when the pickler had to
+pickle code by value (a ``__main__`` function, a closure, a lambda). Bytecode does not
+carry across Python minor versions -- run on another one it can crash the interpreter
+or compute a wrong answer -- so ``loads`` refuses by-value code from another minor
+version *before* unpickling anything. Envelopes without code stay version ``0x01``.
+
 This is a ground-floor module: it imports only the standard library and
 ``graflow.exceptions`` at import time; cloudpickle is imported when first needed.
 """
@@ -24,7 +33,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import IO, Any
+from typing import IO, Any, ClassVar, NamedTuple
 
 from graflow.exceptions import (
     ConfigError,
@@ -38,6 +47,7 @@ from graflow.exceptions import (
 __all__ = [
     "MAGIC",
     "MIN_KEY_BYTES",
+    "Origin",
     "Purpose",
     "SecretKey",
     "dump",
@@ -46,6 +56,8 @@ __all__ = [
     "is_envelope",
     "load",
     "loads",
+    "origin",
+    "pickle_payload",
     "resolve_keys",
     "seal",
     "sign",
@@ -54,6 +66,8 @@ __all__ = [
 
 MAGIC = b"GFLW"
 VERSION = 0x01
+#: The version of envelopes whose header carries the producer's origin record.
+VERSION_ORIGIN = 0x02
 FLAG_SIGNED = 0x01
 FLAG_ZLIB = 0x02
 _KNOWN_FLAGS = FLAG_SIGNED | FLAG_ZLIB
@@ -128,6 +142,136 @@ def _mac(key: bytes, *pieces: bytes | memoryview) -> bytes:
     return mac.digest()
 
 
+# ------------------------------------------------------------------------- origin
+
+#: Envelopes that always record their origin: they carry the tasks' code.
+_CODE_PURPOSES = frozenset({Purpose.GRAPH, Purpose.TASK})
+_BY_VALUE_UNKNOWN = 2
+
+
+class Origin(NamedTuple):
+    """Who wrote an envelope (version 0x02): read before anything is unpickled."""
+
+    python: tuple[int, int]
+    protocol: int
+    #: Whether the payload holds code pickled by value; None when the sealer did not know.
+    by_value: bool | None
+    graflow: str
+
+    @property
+    def python_text(self) -> str:
+        return f"{self.python[0]}.{self.python[1]}"
+
+
+def _graflow_version() -> str:
+    module = sys.modules.get("graflow")
+    try:
+        return str(getattr(module, "__version__", "unknown"))
+    except Exception:  # metadata unreadable: the record is diagnostic only
+        return "unknown"
+
+
+def _origin_record(protocol: int, by_value: bool | None) -> bytes:
+    flag = _BY_VALUE_UNKNOWN if by_value is None else int(by_value)
+    version = _graflow_version().encode("ascii", "replace")[:200]
+    body = bytes((sys.version_info[0], sys.version_info[1], protocol, flag)) + version
+    return bytes((len(body),)) + body
+
+
+def _parse_origin(blob: bytes, source: str) -> tuple[Origin, int]:
+    """The origin record of a version-2 envelope and the full header length."""
+    size = blob[HEADER_LEN] if len(blob) > HEADER_LEN else 0
+    end = HEADER_LEN + 1 + size
+    if size < 4 or len(blob) < end:
+        raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
+    body = blob[HEADER_LEN + 1 : end]
+    by_value = None if body[3] == _BY_VALUE_UNKNOWN else bool(body[3])
+    return Origin((body[0], body[1]), body[2], by_value, body[4:].decode("ascii", "replace")), end
+
+
+def origin(data: bytes | bytearray | memoryview) -> Origin | None:
+    """The origin record of an envelope, unverified (for diagnostics); None if it has none."""
+    blob = bytes(data[: HEADER_LEN + 256])
+    if len(blob) < HEADER_LEN or blob[:4] != MAGIC or blob[4] != VERSION_ORIGIN:
+        return None
+    try:
+        return _parse_origin(blob, "payload")[0]
+    except PayloadError:
+        return None
+
+
+def _check_origin(found: Origin, source: str) -> None:
+    """Refuse what this interpreter cannot run safely, before it is unpickled."""
+    here = sys.version_info[:2]
+    here_text = f"{here[0]}.{here[1]}"
+    if found.protocol > pickle.HIGHEST_PROTOCOL:
+        raise PayloadError(
+            f"{source} was pickled with protocol {found.protocol} by Python {found.python_text}, "
+            f"and this Python {here_text} reads protocols up to {pickle.HIGHEST_PROTOCOL}; "
+            "run the same Python minor version on producers and workers"
+        )
+    if found.by_value is not False and found.python != here:
+        what = "carries" if found.by_value else "may carry"
+        raise PayloadError(
+            f"{source} {what} code pickled by value under Python {found.python_text} "
+            f"(graflow {found.graflow}), but this process runs Python {here_text}: bytecode "
+            "does not carry across Python minor versions (it could crash this process or "
+            "compute a wrong result), so it was not loaded; run the same Python minor version "
+            "on producers and workers, or define the tasks in a module the workers can "
+            "import (not __main__, not inside a function), so that they travel by reference"
+        )
+
+
+_pickler_class: Any = None
+#: Per thread: whether the pickling under way has pickled a code object (by value).
+_tracking = threading.local()
+
+
+def _tracking_pickler() -> Any:
+    """cloudpickle's Pickler, noting (in ``_tracking``) when it pickles a code object,
+    i.e. code by value: such a payload runs only under the producer's Python minor."""
+    global _pickler_class
+    if _pickler_class is None:
+        import types
+        from collections import ChainMap
+
+        import cloudpickle
+
+        base: Any = cloudpickle.Pickler
+        code_reduce = base.dispatch_table[types.CodeType]
+
+        def reduce_code(obj: Any) -> Any:
+            _tracking.by_value = True
+            return code_reduce(obj)
+
+        class TrackingPickler(base):  # type: ignore[misc]
+            # One table for all instances: nothing to build per pickling.
+            dispatch_table: ClassVar[Any] = ChainMap({types.CodeType: reduce_code}, base.dispatch_table)
+
+        _pickler_class = TrackingPickler
+    return _pickler_class
+
+
+def _dump_tracked(obj: Any, file: Any) -> bool:
+    """Pickle ``obj`` into ``file``; returns whether any code went by value."""
+    outer = getattr(_tracking, "by_value", False)  # a pickling inside a __reduce__
+    _tracking.by_value = False
+    try:
+        _tracking_pickler()(file, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return bool(_tracking.by_value)
+    finally:
+        _tracking.by_value = outer
+
+
+def pickle_payload(obj: Any) -> tuple[bytes, bool]:
+    """cloudpickle bytes of ``obj`` and whether any code went by value (see ``Origin``)."""
+    import io
+
+    buffer = io.BytesIO()
+    by_value = _dump_tracked(obj, buffer)
+    return buffer.getvalue(), by_value
+
+
 # ----------------------------------------------------------------------- envelope
 
 
@@ -147,14 +291,12 @@ def dumps(
 
     ``purpose`` defaults to VALUE so upstream's ``dumps(obj)`` keeps working.
     """
-    import cloudpickle
-
     purpose = Purpose(purpose)
     try:
-        payload: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        payload, by_value = pickle_payload(obj)
     except Exception as exc:
         raise _pickling_error(obj, exc) from exc
-    return seal(payload, purpose, secret_key=secret_key, compress=compress)
+    return seal(payload, purpose, secret_key=secret_key, compress=compress, by_value=by_value)
 
 
 def dump_buffers(obj: Any, purpose: Purpose | int, *, secret_key: SecretKey = None) -> list[bytes]:
@@ -167,15 +309,14 @@ def dump_buffers(obj: Any, purpose: Purpose | int, *, secret_key: SecretKey = No
     anything else the pickler passes (a ``bytearray``, a ``memoryview``) is copied, so
     a value changed after this call cannot change what gets written.
     """
-    import cloudpickle
-
     purpose = Purpose(purpose)
     sink = _BufferSink()
     try:
-        cloudpickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        by_value = _dump_tracked(obj, sink)
     except Exception as exc:
         raise _pickling_error(obj, exc) from exc
-    return _envelope(sink.parts, purpose, resolve_keys(secret_key), 0)
+    record = _record_for(purpose, pickle.HIGHEST_PROTOCOL, by_value)
+    return _envelope(sink.parts, purpose, resolve_keys(secret_key), 0, record)
 
 
 class _BufferSink:
@@ -200,11 +341,22 @@ def _pickling_error(obj: Any, exc: Exception) -> SerializationError:
     )
 
 
-def _envelope(payload: list[bytes], purpose: Purpose, keys: list[bytes], flags: int) -> list[bytes]:
-    """Header, then the signature over header and payload when a key is set, then the payload."""
+def _record_for(purpose: Purpose, protocol: int, by_value: bool | None) -> bytes:
+    """The origin record an envelope of ``purpose`` carries (empty: none, version 0x01)."""
+    if by_value or purpose in _CODE_PURPOSES:
+        return _origin_record(protocol, by_value)
+    return b""
+
+
+def _envelope(
+    payload: list[bytes], purpose: Purpose, keys: list[bytes], flags: int, record: bytes = b""
+) -> list[bytes]:
+    """Header (with the origin record, if any), then the signature over header and payload
+    when a key is set, then the payload."""
     if keys:
         flags |= FLAG_SIGNED
-    header = MAGIC + bytes((VERSION, flags, int(purpose)))
+    version = VERSION_ORIGIN if record else VERSION
+    header = MAGIC + bytes((version, flags, int(purpose))) + record
     if not keys:
         return [header, *payload]
     return [header, _mac(keys[0], header, *payload), *payload]
@@ -216,14 +368,22 @@ def seal(
     *,
     secret_key: SecretKey = None,
     compress: bool = False,
+    by_value: bool | None = None,
 ) -> bytes:
     """Wrap already-pickled bytes in an envelope (callers that hash the pickle first,
-    e.g. content-addressed graph blobs, and must not pickle twice)."""
+    e.g. content-addressed graph blobs, and must not pickle twice).
+
+    ``by_value``: whether the payload holds code pickled by value (``pickle_payload``
+    tells); None means unknown, which a reader on another Python minor treats as yes.
+    """
+    purpose = Purpose(purpose)
+    protocol = payload[1] if len(payload) > 1 and payload[0] == pickle.PROTO[0] else 0
+    record = _record_for(purpose, protocol, by_value)
     flags = 0
     if compress:
         payload = zlib.compress(payload, 6)
         flags |= FLAG_ZLIB
-    return b"".join(_envelope([payload], Purpose(purpose), resolve_keys(secret_key), flags))
+    return b"".join(_envelope([payload], purpose, resolve_keys(secret_key), flags, record))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -278,28 +438,32 @@ def loads(
     if len(blob) < HEADER_LEN or blob[:4] != MAGIC:
         raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
     version, flags, kind = blob[4], blob[5], blob[6]
-    if version != VERSION:
+    if version not in (VERSION, VERSION_ORIGIN):
         raise PayloadError(
             f"{source} is not a graflow payload (foreign or corrupt): envelope version "
-            f"{version} is unknown to this graflow (it reads version {VERSION}); "
-            "upgrade graflow where it is loaded"
+            f"{version} is unknown to this graflow (it reads versions {VERSION} and "
+            f"{VERSION_ORIGIN}); upgrade graflow where it is loaded"
         )
+    found: Origin | None = None
+    header_len = HEADER_LEN
+    if version == VERSION_ORIGIN:
+        found, header_len = _parse_origin(blob, source)
     signed = bool(flags & FLAG_SIGNED)
-    if flags & ~_KNOWN_FLAGS or (signed and len(blob) < HEADER_LEN + SIG_LEN):
+    if flags & ~_KNOWN_FLAGS or (signed and len(blob) < header_len + SIG_LEN):
         raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
-    header = blob[:HEADER_LEN]
+    header = blob[:header_len]
     keys = resolve_keys(secret_key)
     view = memoryview(blob)  # slices of it share the data: no copy of a large payload
     payload: bytes | memoryview
     if signed:
-        signature = blob[HEADER_LEN : HEADER_LEN + SIG_LEN]
-        payload = view[HEADER_LEN + SIG_LEN :]
+        signature = blob[header_len : header_len + SIG_LEN]
+        payload = view[header_len + SIG_LEN :]
         if not keys:
             raise PayloadSignatureError(_no_key(source))
         if not any(hmac.compare_digest(_mac(k, header, payload), signature) for k in keys):
             raise PayloadSignatureError(_bad_signature(source))
     else:
-        payload = view[HEADER_LEN:]
+        payload = view[header_len:]
         if keys:
             raise PayloadSignatureError(_bad_signature(source))
         if from_redis:
@@ -315,6 +479,8 @@ def loads(
             f"{source} holds a {actual.name.lower()} payload where a "
             f"{Purpose(purpose).name.lower()} payload was expected; check the key or file"
         )
+    if found is not None:
+        _check_origin(found, source)
     if flags & FLAG_ZLIB:
         try:
             payload = zlib.decompress(payload)

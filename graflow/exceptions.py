@@ -243,12 +243,21 @@ class ValueTooLargeError(ChannelError, ValueError):
     """A value over the configured maximum size (``GRAFLOW_MAX_VALUE_BYTES``), refused
     before it is sent, so an oversized write is never mistaken for a Redis outage."""
 
-    def __init__(self, key: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"value for {key!r} is {size:,} bytes, over the limit of {limit:,} bytes; store large "
-            "data outside Redis (a file or object store) and keep a reference in the channel, or "
-            "raise GRAFLOW_MAX_VALUE_BYTES (Redis's proto-max-bulk-len must allow it)"
-        )
+    def __init__(self, key: str, size: int, limit: int, *, by_redis: bool = False) -> None:
+        if by_redis:  # the local limit let it through; the server's own limit did not
+            message = (
+                f"value for {key!r} is {size:,} bytes, over Redis's proto-max-bulk-len of {limit:,} "
+                "bytes (Redis closed the connection); store large data outside Redis and keep a "
+                "reference in the channel, or set GRAFLOW_MAX_VALUE_BYTES at or below Redis's "
+                "proto-max-bulk-len so such values fail before they are sent"
+            )
+        else:
+            message = (
+                f"value for {key!r} is {size:,} bytes, over the limit of {limit:,} bytes; store large "
+                "data outside Redis (a file or object store) and keep a reference in the channel, or "
+                "raise GRAFLOW_MAX_VALUE_BYTES (Redis's proto-max-bulk-len must allow it)"
+            )
+        super().__init__(message)
         self.key = key
         self.size = size
         self.limit = limit

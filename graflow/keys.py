@@ -2,7 +2,9 @@
 
 ``P`` is the key prefix (default ``graflow``), ``S`` a session id. All keys of one
 session carry the hash tag ``{S}`` so that a session's atomic step stays on one
-shard of a Redis Cluster; only content-addressed graph blobs are shared.
+shard of a Redis Cluster; only content-addressed graph blobs are shared (and the list of
+live runs, ``live_runs``). Ids are data: SCAN patterns built from them go through
+``glob_escape`` (their allowed form is in ``graflow.identifiers``).
 """
 
 from __future__ import annotations
@@ -129,12 +131,46 @@ class SessionKeys:
 
     def pattern(self) -> str:
         """A SCAN pattern for every key of this session except channel data and locks."""
-        return f"{self.root}*"
+        return f"{glob_escape(self.root)}*"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern (SCAN MATCH, KEYS): an id is data,
+    and ``*``, ``?``, ``[``, ``]`` or ``\\`` in it must not select other keys."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def hash_tag(name: bytes | str) -> bytes | None:
+    """The hash tag of key ``name`` as Redis Cluster reads it (the text between the first
+    ``{`` and the first ``}`` after it), or None. Every key of session S has the tag S, so
+    a scan for S keeps only keys whose tag is exactly S."""
+    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
+    start = raw.find(b"{")
+    if start < 0:
+        return None
+    end = raw.find(b"}", start + 1)
+    return raw[start + 1 : end] if end > start + 1 else None
 
 
 def session_channel_pattern(prefix: str, session_id: str) -> list[str]:
-    """SCAN patterns for a session's channel data and locks."""
-    return [f"{prefix}:channel:{{{session_id}}}:*", f"{prefix}:lock:{{{session_id}}}:*"]
+    """SCAN patterns for a session's channel data and locks (ids escaped: literal text)."""
+    tag = glob_escape(f"{{{session_id}}}")
+    return [f"{glob_escape(prefix)}:channel:{tag}:*", f"{glob_escape(prefix)}:lock:{tag}:*"]
+
+
+def live_runs(prefix: str) -> str:
+    """Hash: session id -> graph hash of every live run under ``prefix``. While a run is in
+    it, its graph has no TTL; the run's end removes it and starts the graph's TTL."""
+    return f"{prefix}:runs"
+
+
+def live_runs_sweep_lock(prefix: str) -> str:
+    """Set by the reaper pass that sweeps ``live_runs`` and left to expire: the rate limit.
+    Under the reaper's keys; ``/`` is in no queue name, so no queue's lock has this name."""
+    return f"{prefix}:reaper:/live-runs"
 
 
 __all__ = [
@@ -142,7 +178,11 @@ __all__ = [
     "SessionKeys",
     "channel_lock",
     "channel_prefix",
+    "glob_escape",
     "graph",
+    "hash_tag",
+    "live_runs",
+    "live_runs_sweep_lock",
     "reaper_lock",
     "session_channel_pattern",
 ]

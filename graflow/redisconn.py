@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionDescriptor",
     "build_url",
     "client_from",
+    "is_outage",
     "loader_redis_url",
     "mask_url",
     "parse_redis_url",
@@ -304,6 +305,24 @@ def _is_unavailable(exc: BaseException) -> tuple[bool, str]:
         if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
             return True, "Redis denied permission for this user"
     return False, ""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Is ``exc`` (or the redis-py error a ``RedisUnavailableError`` wraps) a transient loss
+    of Redis (refused or reset connection, timeout, a server loading its data) that is
+    worth waiting out, as opposed to a refusal (credentials, permissions) that is not?"""
+    try:
+        from redis import exceptions as rex
+    except ImportError:  # pragma: no cover - redis is a hard dependency
+        return False
+    if isinstance(exc, RedisUnavailableError):
+        inner = exc.__cause__
+        if inner is None or inner is exc:
+            return False
+        exc = inner
+    if isinstance(exc, rex.AuthenticationError):
+        return False
+    return isinstance(exc, (rex.ConnectionError, rex.TimeoutError))
 
 
 @contextlib.contextmanager

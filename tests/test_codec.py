@@ -62,7 +62,8 @@ def test_round_trip_every_purpose(purpose: Purpose) -> None:
     value = {"a": (1, 2), "b": {3, 4}}
     blob = codec.dumps(value, purpose)
     assert blob[:4] == b"GFLW"
-    assert blob[4] == 0x01
+    # Graph and task envelopes always carry the origin record (version 2).
+    assert blob[4] == (0x02 if purpose in (Purpose.GRAPH, Purpose.TASK) else 0x01)
     assert blob[5] == 0  # unsigned, not compressed
     assert blob[6] == int(purpose)
     assert codec.loads(blob, purpose=purpose) == value
@@ -80,7 +81,7 @@ def test_compression_flag_and_zlib_level() -> None:
     blob = codec.dumps(value, Purpose.GRAPH, compress=True)
     assert blob[5] == 0x02
     assert len(blob) < len(codec.dumps(value, Purpose.GRAPH))
-    assert pickle.loads(zlib.decompress(blob[7:])) == value
+    assert pickle.loads(zlib.decompress(blob[8 + blob[7] :])) == value  # after the origin record
     assert codec.loads(blob, purpose=Purpose.GRAPH) == value
 
 

@@ -10,6 +10,7 @@ supplies it again, ``graflow.redisconn.password_for``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -22,6 +23,7 @@ from graflow.channels import _redis_scripts as lua
 from graflow.channels.base import Channel, check_amount, check_ttl
 from graflow.channels.encoding import decode_value, encode_value
 from graflow.exceptions import ChannelError, RedisUnavailableError
+from graflow.limits import send_checked
 from graflow.redisconn import (
     ConnectionDescriptor,
     client_from,
@@ -198,9 +200,12 @@ class RedisChannel(Channel):
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         ttl = check_ttl(ttl, key, self.name)
         data = self._encode(value)
+        client = self._redis()
         with self._guard():
-            # SET replaces a key of any type (a list included) in one command.
-            self._redis().set(self._k(key), data, px=_ms(ttl) if ttl is not None else None)
+            # SET replaces a key of any type (a list included) in one command. Sized first:
+            # an oversized value fails here, never as a "Broken pipe" that looks like an outage.
+            send_checked(client, key, len(data),
+                         lambda: client.set(self._k(key), data, px=_ms(ttl) if ttl is not None else None))  # fmt: skip
 
     def get(self, key: str, default: Any = None) -> Any:
         with self._guard():
@@ -259,7 +264,8 @@ class RedisChannel(Channel):
         args = head
         for _ in range(100):
             with self._guard():
-                reply = self._script("push")(keys=[self._k(key)], args=args)
+                reply = send_checked(self._redis(), key, len(item),
+                                     functools.partial(self._script("push"), keys=[self._k(key)], args=args))  # fmt: skip
             if reply[0] == b"ok":
                 return int(reply[1])
             if reply[0] == b"wrongtype":

@@ -36,7 +36,8 @@ def render(run: Any, status: Any) -> str:
         f"created     {_when(status.created_at)}   updated {_when(status.updated_at)}",
     ]
     if status.failed_task or status.error:
-        lines.append(f"error       {status.failed_task or '-'}: {status.error or ''}")
+        kind = status.extra.get("error_type") or ""  # e.g. TaskUnrunnableError: what to look up
+        lines.append(f"error       {status.failed_task or '-'}: {kind + ': ' if kind else ''}{status.error or ''}")
     if status.last_checkpoint:
         lines.append(f"checkpoint  {status.last_checkpoint}")
     events = run.store.events(20)
@@ -53,14 +54,23 @@ def render(run: Any, status: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from graflow.distributed import WorkflowRun
+    from graflow.distributed.outage import RedisOutage
 
     handle = WorkflowRun.attach(args.session, redis_url(args.url), key_prefix=key_prefix(args.prefix))
+    # --watch rides out a Redis outage (the workers do too): one line when Redis is lost,
+    # one when it is back, then the refreshes carry on. A single status read does not.
+    outage = RedisOutage(handle.redis_url, "the run goes on on the workers, still watching")
     while True:
-        status = handle.status()
-        if args.json:
-            print(json.dumps(status.to_dict(), sort_keys=True))
-        else:
-            print(render(handle, status), flush=True)
+        try:
+            status = handle.status()
+            text = json.dumps(status.to_dict(), sort_keys=True) if args.json else render(handle, status)
+        except Exception as exc:
+            if not args.watch:
+                raise
+            time.sleep(outage.failed(exc, None))
+            continue
+        outage.ok()
+        print(text, flush=True)
         if not args.watch or status.done:
             return EXIT_OK
         time.sleep(1.0)

@@ -70,6 +70,44 @@ def register(sub: Any) -> None:
         help="redeliveries before a task fails with WorkerLostError (default: $GRAFLOW_MAX_REDELIVERIES or 3)",
     )
     cmd.add_argument(
+        "--task-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="fail an attempt of a task without @task(timeout=) after S seconds with TaskTimeoutError "
+        "(default: $GRAFLOW_TASK_TIMEOUT, or no limit; 0 = no limit)",
+    )
+    cmd.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds before restarting a worker process that died, doubling for each death in a row "
+        "(default: $GRAFLOW_RESTART_BACKOFF or 0.5)",
+    )
+    cmd.add_argument(
+        "--restart-backoff-max",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest restart back-off (default: $GRAFLOW_RESTART_BACKOFF_MAX or 30)",
+    )
+    cmd.add_argument(
+        "--crash-loop-deaths",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give up (exit 1) when one worker process died N times within the crash-loop window "
+        "without finishing a job (default: $GRAFLOW_CRASH_LOOP_DEATHS or 5)",
+    )
+    cmd.add_argument(
+        "--crash-loop-window",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the crash-loop window in seconds (default: $GRAFLOW_CRASH_LOOP_WINDOW or 60)",
+    )
+    cmd.add_argument(
         "--import",
         dest="imports",
         action="append",
@@ -121,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
         imports=args.imports,
         log_level=_log_level(args),
         fork=args.fork,
+        task_timeout=args.task_timeout,
+        restart_backoff=args.restart_backoff,
+        restart_backoff_max=args.restart_backoff_max,
+        crash_loop_deaths=args.crash_loop_deaths,
+        crash_loop_window=args.crash_loop_window,
     )
     if args.check:
         ping(settings)

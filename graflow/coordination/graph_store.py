@@ -2,7 +2,8 @@
 
 The address is the sha256 of the graph's cloudpickle bytes; the stored value is that
 pickle in a zlib-compressed (and, with a key, signed) envelope. ``SET NX`` makes the
-upload idempotent and every load slides the TTL, so graphs in use never expire.
+upload idempotent and every load slides the TTL up; the graph of a live pooled run has
+no TTL at all until the run ends (``graflow.distributed.liveness``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from graflow import keys
-from graflow.codec import Purpose, SecretKey, loads, seal
+from graflow.codec import Purpose, SecretKey, loads, pickle_payload, seal
 from graflow.exceptions import GraflowRuntimeError, SerializationError
+from graflow.limits import check_value_size
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
@@ -27,14 +29,18 @@ def graph_ttl() -> int:
     return int(os.environ.get("GRAFLOW_GRAPH_TTL", DEFAULT_GRAPH_TTL))
 
 
+#: graph hash -> whether its pickle holds code by value (recent graphs only). The flag is
+#: a function of the bytes, which the hash names, so it goes into the envelope's origin
+#: record when the bytes are sealed later (``save_pickled``) without pickling again.
+_by_value: OrderedDict[str, bool] = OrderedDict()
+_by_value_lock = threading.Lock()
+_BY_VALUE_KEEP = 256
+
+
 def pickle_graph(graph: TaskGraph) -> tuple[bytes, str]:
     """cloudpickle bytes of ``graph`` and their sha256; names the task that cannot be pickled."""
-    import pickle
-
-    import cloudpickle
-
     try:
-        payload: bytes = cloudpickle.dumps(graph, protocol=pickle.HIGHEST_PROTOCOL)
+        payload, by_value = pickle_payload(graph)
     except Exception as exc:
         culprit = _unpicklable_task(graph)
         what = f"task {culprit!r}" if culprit else "the graph"
@@ -43,7 +49,19 @@ def pickle_graph(graph: TaskGraph) -> tuple[bytes, str]:
             "picklable (no open files, locks, sockets or clients in closures or bound parameters)",
             exc,
         ) from exc
-    return payload, hashlib.sha256(payload).hexdigest()
+    graph_hash = hashlib.sha256(payload).hexdigest()
+    with _by_value_lock:
+        _by_value[graph_hash] = by_value
+        _by_value.move_to_end(graph_hash)
+        while len(_by_value) > _BY_VALUE_KEEP:
+            _by_value.popitem(last=False)
+    return payload, graph_hash
+
+
+def code_by_value(graph_hash: str) -> bool | None:
+    """Whether the graph pickled here as ``graph_hash`` holds code by value (None: unknown)."""
+    with _by_value_lock:
+        return _by_value.get(graph_hash)
 
 
 def _unpicklable_task(graph: TaskGraph) -> str | None:
@@ -83,13 +101,23 @@ class GraphStore:
         self._remember(graph_hash, graph)
         return graph_hash
 
-    def save_pickled(self, payload: bytes, graph_hash: str) -> None:
+    def save_pickled(self, payload: bytes, graph_hash: str, *, pipeline: Any = None, pin: bool = False) -> None:
+        """Upload if absent. ``pin``: without TTL, for a live run (``graflow.distributed.liveness``);
+        else the TTL slides up, and a graph a live run pinned stays pinned. With ``pipeline``
+        the commands are queued there (the caller executes it)."""
         key = keys.graph(self.key_prefix, graph_hash)
-        blob = seal(payload, Purpose.GRAPH, secret_key=self.secret_key, compress=True)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, blob, nx=True, ex=self.ttl)
-        pipe.expire(key, self.ttl)
-        pipe.execute()
+        blob = seal(payload, Purpose.GRAPH, secret_key=self.secret_key, compress=True,
+                    by_value=code_by_value(graph_hash))  # fmt: skip
+        check_value_size(key, len(blob))  # e.g. a task bound to a huge argument: say so, do not send it
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
+        if pin:
+            pipe.set(key, blob, nx=True)
+            pipe.persist(key)
+        else:
+            pipe.set(key, blob, nx=True, ex=self.ttl)
+            pipe.expire(key, self.ttl, gt=True)
+        if pipeline is None:
+            pipe.execute()
 
     def get(self, graph_hash: str) -> TaskGraph | None:
         """The graph for ``graph_hash``, or None when Redis no longer has it."""
@@ -101,7 +129,7 @@ class GraphStore:
         key = keys.graph(self.key_prefix, graph_hash)
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(key)
-        pipe.expire(key, self.ttl)
+        pipe.expire(key, self.ttl, gt=True)  # never puts a TTL on a live run's graph
         blob, _ = pipe.execute()
         if blob is None:
             return None
@@ -129,4 +157,4 @@ class GraphStore:
                 self._cache.popitem(last=False)
 
 
-__all__ = ["DEFAULT_GRAPH_TTL", "GraphStore", "graph_ttl", "pickle_graph"]
+__all__ = ["DEFAULT_GRAPH_TTL", "GraphStore", "code_by_value", "graph_ttl", "pickle_graph"]

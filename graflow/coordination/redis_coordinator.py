@@ -60,6 +60,12 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
     client, prefix = _client(ctx, config)
     queue = str(config.get("queue") or prefix)
     timeout = config.get("timeout")
+    from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
+
+    # The run's id becomes pool key names and rq job ids: refused before anything is written.
+    check_session_id(ctx.session_id)
+    check_key_prefix(prefix)
+    check_queue_name(queue)
     graph_hash = GraphStore(client, prefix).save(ctx.graph)
     store = SessionStore(client, prefix, ctx.session_id)
     if not store.exists():

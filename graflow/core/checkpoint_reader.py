@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from graflow.codec import SecretKey
 from graflow.core.checkpoint import CheckpointMetadata, load_pickle, read_part, sha256_hex
 from graflow.core.checkpoint_schema import SCHEMA_MAJOR, MetaDoc, StateDoc
+from graflow.core.checkpoint_signature import verify_meta
 from graflow.exceptions import (
     CheckpointCorruptError,
     CheckpointError,
@@ -82,6 +83,11 @@ def _convert(doc: dict[str, Any], kind: type[Any], source: str) -> Any:
 
 
 def read_meta(store: CheckpointStore, base: str) -> MetaDoc:
+    return _read_meta(store, base)[0]
+
+
+def _read_meta(store: CheckpointStore, base: str) -> tuple[MetaDoc, dict[str, Any]]:
+    """meta.json as a checked ``MetaDoc`` and as the raw document its signature covers."""
     source = store.display(base, "meta")
     doc = _json(read_part(store, base, "meta"), source)
     version = doc.get("schema_version")
@@ -96,7 +102,7 @@ def read_meta(store: CheckpointStore, base: str) -> MetaDoc:
             _check_version(version, state_source)
     _check_version(doc.get("schema_version"), source)
     meta: MetaDoc = _convert(doc, MetaDoc, source)
-    return meta
+    return meta, doc
 
 
 def _verify(store: CheckpointStore, base: str, meta: MetaDoc, part: str, data: bytes) -> None:
@@ -129,8 +135,10 @@ def read_checkpoint(location: str, secret_key: SecretKey = None) -> LoadedCheckp
     from graflow.storage import open_location
 
     store, base = open_location(location)
-    # Step 2: parse meta.json, then state.json, then check the hashes.
-    meta = read_meta(store, base)
+    # Step 2: parse meta.json, then state.json, then check the hashes. With a key, meta.json's
+    # signature is checked first: the hashes it records are trusted only once it holds.
+    meta, meta_doc = _read_meta(store, base)
+    verify_meta(meta_doc, secret_key, store.display(base, "pkl"), store.display(base, "meta"))
     state_source = store.display(base, "state")
     state_bytes = read_part(store, base, "state")
     pkl = read_part(store, base, "pkl")

@@ -16,6 +16,7 @@ from graflow.core.checkpoint import (
     sha256_hex,
 )
 from graflow.core.checkpoint_schema import SCHEMA_VERSION, encode
+from graflow.core.checkpoint_signature import sign_meta
 from graflow.core.checkpoint_state import build_state_doc
 from graflow.exceptions import CheckpointError
 
@@ -141,7 +142,7 @@ def write_checkpoint(
             target = ctx
         pkl, signed = dump_pickle(target, secret_key)
         state_doc = build_state_doc(ctx, checkpoint_id, resuming_task_id, store.kind)
-    location, meta = _commit(store, base, pkl, signed, state_doc, metadata, graph_hash, fingerprint)
+    location, meta = _commit(store, base, pkl, signed, state_doc, metadata, graph_hash, fingerprint, secret_key)
     ctx.checkpoint_metadata = meta.to_dict()
     ctx.last_checkpoint_path = location
     return location, meta
@@ -177,7 +178,7 @@ def store_artefacts(
     """Pickle ``target`` (a context or a ``RedisRunStub``) and store it with ``state`` as
     the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``)."""
     pkl, signed = dump_pickle(target, secret_key)
-    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint)
+    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint, secret_key)
 
 
 def _commit(
@@ -189,6 +190,7 @@ def _commit(
     metadata: dict[str, Any] | None,
     graph_hash: str | None,
     fingerprint: str | None,
+    secret_key: SecretKey = None,
 ) -> tuple[str, CheckpointMetadata]:
     import graflow
 
@@ -229,6 +231,8 @@ def _commit(
             "pkl": {"bytes": pkl_size, "sha256": pkl_hash()},
             "state": {"bytes": len(state_bytes), "sha256": sha256_hex(state_bytes)},
         }
+        if signed:  # the signature covers the hashes, so state.json is signed too
+            sign_meta(doc, secret_key)
         return encode(doc)
 
     # One write at a time in this process: two branches of a group checkpointing at

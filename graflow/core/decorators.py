@@ -7,9 +7,10 @@ from typing import Any, overload
 
 from graflow.core.retry import RetryPolicy
 from graflow.core.task import TaskWrapper
+from graflow.core.timeout import check_timeout
 
 _OPTIONS = frozenset(
-    {"inject_context", "handler", "resolve_keyword_args", "max_cycles", "max_retries", "retry_policy"}
+    {"inject_context", "handler", "resolve_keyword_args", "max_cycles", "max_retries", "retry_policy", "timeout"}
 )
 _NOT_IN_1_0 = frozenset({"inject_llm_client", "inject_llm_agent", "llm_agent", "llm_client"})
 
@@ -25,6 +26,9 @@ def _check_options(opts: dict[str, Any]) -> None:
     policy = opts.get("retry_policy")
     if policy is not None and not isinstance(policy, RetryPolicy):
         raise TypeError(f"@task retry_policy must be a RetryPolicy, got {type(policy).__name__}")
+    # ``timeout`` is run-time behaviour like max_retries: it travels with the pickled
+    # task but is not part of the graph fingerprint (changing it is not a new definition).
+    check_timeout(opts.get("timeout"))
 
 
 def _make(func: Callable[..., Any], task_id: str | None, opts: dict[str, Any]) -> TaskWrapper:
@@ -39,6 +43,7 @@ def _make(func: Callable[..., Any], task_id: str | None, opts: dict[str, Any]) -
         max_cycles=opts.get("max_cycles"),
         max_retries=opts.get("max_retries"),
         retry_policy=opts.get("retry_policy"),
+        timeout=check_timeout(opts.get("timeout")),
     )
 
 

@@ -15,6 +15,7 @@ from graflow.core.group import ParallelGroup
 from graflow.core.handler import TaskHandler
 from graflow.core.handlers.direct import DirectTaskHandler
 from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.core.timeout import AttemptGuard
 from graflow.core.workflow import _in_task_body
 from graflow.exceptions import (
     ConfigError,
@@ -161,10 +162,13 @@ class WorkflowEngine:
         tc = ctx.begin_attempt(task, spec)
         token = _in_task_body.set(True)
         tracer.on_task_start(task.task_id, ctx)
+        guard = self.attempt_guard(task, spec)
         try:
-            result = handler.execute_task(task, ctx)
+            result = handler.execute_task(task, ctx) if guard is None else guard.run(handler.execute_task, task, ctx)
         except Exception as exc:
             _in_task_body.reset(token)
+            if guard is not None and guard.fired is not None:
+                ctx.set_result(task.task_id, exc)  # the handler stored the stop's carrier
             ctx.end_attempt(task)
             tracer.on_task_end(task.task_id, ctx, None, exc)
             self._failed(ctx, spec, tc.base_id, tc.scheduled, exc, queue)
@@ -181,6 +185,13 @@ class WorkflowEngine:
         if task_id != base_id:
             ctx.set_result(base_id, result)  # iterations publish under the base id (§7.5)
         self.commit(ctx, spec, task_id, base_id, tc, queue, group)
+
+    def attempt_guard(self, task: Any, spec: TaskSpec) -> AttemptGuard | None:
+        """What may stop this attempt from outside: in-process, only the task's ``timeout``."""
+        seconds = getattr(task, "timeout", None)
+        if seconds is None:
+            return None
+        return AttemptGuard(task.task_id, seconds, spec.attempt)
 
     def commit(
         self,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from graflow import keys
 from graflow.codec import Purpose, SecretKey, dumps, loads
 from graflow.exceptions import CheckpointError
+from graflow.limits import check_value_size
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -107,7 +108,9 @@ def upload_dynamic_tasks(
     for task_id in todo:
         task = ctx.graph.task(task_id)
         if task is not None:
-            pipe.set(session.dynamic_task(task_id), dumps(task, Purpose.TASK, secret_key=secret_key), ex=SESSION_TTL)
+            blob = dumps(task, Purpose.TASK, secret_key=secret_key)
+            check_value_size(session.dynamic_task(task_id), len(blob))
+            pipe.set(session.dynamic_task(task_id), blob, ex=SESSION_TTL)
     pipe.execute()
     sent.update(todo)
 

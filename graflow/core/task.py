@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
@@ -56,6 +58,8 @@ class TaskWrapper(Executable):
         self.max_cycles = max_cycles
         self.max_retries = max_retries
         self.retry_policy = retry_policy
+        #: Seconds one attempt may run before it fails with TaskTimeoutError (None: no limit).
+        self.timeout = timeout
         self.base_id = base_task_id(task_id)
         self.result_key = f"{task_id}.__result__"
         self._bound_kwargs: dict[str, Any] = {}
@@ -163,6 +167,7 @@ class TaskWrapper(Executable):
             max_cycles=self.max_cycles,
             max_retries=self.max_retries,
             retry_policy=self.retry_policy,
+            timeout=getattr(self, "timeout", None),
         )
         clone._bound_kwargs = {**self._bound_kwargs, **bound}
         return clone
@@ -195,8 +200,87 @@ class TaskWrapper(Executable):
         self.__dict__.update(state)
         self._params = None
 
+    # -- pickling: by reference when the function can be imported ---------------------
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A task whose function is importable as ``module.qualname`` pickles as that name
+        plus its own state (id, bound arguments, options): the worker imports the code,
+        so it runs the worker's bytecode, never the producer's. Anything else (functions
+        in ``__main__``, closures, lambdas, modules registered with cloudpickle's
+        ``register_pickle_by_value``) pickles by value, as before."""
+        ref = self._reference()
+        if ref is None:
+            return super().__reduce_ex__(protocol)
+        state = self.__getstate__()
+        for name in _FROM_FUNCTION:
+            state.pop(name, None)
+        # The state goes in the third slot (set after the object is memoised), so a
+        # bound argument that refers back to this task still pickles.
+        return (_task_by_reference, (type(self), ref[0], ref[1]), state)
+
+    def __copy__(self) -> TaskWrapper:
+        # ``copy.copy`` would use ``__reduce_ex__``; a copy needs no import by name.
+        clone = object.__new__(type(self))
+        clone.__setstate__(self.__getstate__())
+        return clone
+
+    def _reference(self) -> tuple[str, str] | None:
+        """(module, qualname) when that name resolves, in this process, to this task's
+        function or to a task wrapping it; None when the function must travel by value."""
+        func = self.__dict__.get("func")
+        module = getattr(func, "__module__", None)
+        qualname = getattr(func, "__qualname__", None)
+        if not isinstance(module, str) or not isinstance(qualname, str):
+            return None
+        if module == "__main__" or "<" in qualname:  # <locals>, <lambda>: not importable
+            return None
+        target: Any = sys.modules.get(module)
+        if target is None or _pickled_by_value(target):
+            return None
+        try:
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except Exception:  # not there (or a module __getattr__ that raises): by value
+            return None
+        if target is func or (isinstance(target, TaskWrapper) and target.__dict__.get("func") is func):
+            return module, qualname
+        return None
+
     def __repr__(self) -> str:
         return f"TaskWrapper({self._task_id!r})"
+
+
+#: Attributes a task rebuilt by reference takes from its imported function.
+_FROM_FUNCTION = ("func", "__wrapped__", "__annotations__")
+
+
+def _pickled_by_value(module: Any) -> bool:
+    """Whether the user asked cloudpickle to ship ``module`` by value."""
+    try:
+        from cloudpickle import cloudpickle as cp
+
+        return bool(cp._is_registered_pickle_by_value(module))
+    except Exception:  # another cloudpickle: no such registry
+        return False
+
+
+def _task_by_reference(cls: type[TaskWrapper], module: str, qualname: str) -> TaskWrapper:
+    """Unpickle a task that travelled by reference: import its function here (the
+    pickle then sets the rest of its state with ``__setstate__``).
+
+    An import that fails raises as usual (``ModuleNotFoundError``, ``AttributeError``);
+    the worker reports it as the attempt's ``TaskUnrunnableError``.
+    """
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    func = target.__dict__["func"] if isinstance(target, TaskWrapper) else target
+    task = cls.__new__(cls)
+    task.func = func
+    task.__wrapped__ = func
+    task.__annotations__ = dict(getattr(func, "__annotations__", {}))
+    return task
 
 
 class Task(Executable):

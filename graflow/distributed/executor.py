@@ -21,7 +21,7 @@ from graflow.distributed.pool_engine import Branch, PoolEngine
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode, encode
-from graflow.exceptions import GraflowRuntimeError
+from graflow.exceptions import GraflowRuntimeError, PayloadError, PayloadSignatureError
 from graflow.queue.base import TaskSpec
 from graflow.queue.local import LocalTaskQueue
 
@@ -78,7 +78,10 @@ class GroupOutcome:
 def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict[str, Any]:
     """Run one activation of a pooled session; returns the outcome of its session step."""
     store = SessionStore(client, wire.key_prefix, wire.session_id)
-    graph = graph_store(client, wire.key_prefix, secret_key).get(wire.graph_hash)
+    try:
+        graph = graph_store(client, wire.key_prefix, secret_key).get(wire.graph_hash)
+    except Exception as exc:
+        raise _cannot_load(store, wire, worker, exc, secret_key) from exc
     if graph is None:
         message = (
             f"graph {wire.graph_hash} expired or evicted from Redis; submit the workflow again "
@@ -100,7 +103,10 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
         return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
     ctx = PoolContext(graph, start["meta"], store, _channel(client, wire, secret_key), secret_key)
     if task is None:
-        task = ctx.load_dynamic(wire.task_id, wire.dyn_version)
+        try:
+            task = ctx.load_dynamic(wire.task_id, wire.dyn_version)
+        except Exception as exc:
+            raise _cannot_load(store, wire, worker, exc, secret_key) from exc
         if task is None:
             message = f"task {wire.task_id!r} is neither in graph {wire.graph_hash[:12]} nor a stored dynamic task"
             store.end_run("failed", "task_failed", message,
@@ -122,6 +128,24 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
         engine.fail_final(store, secret_key, wire.task_id, exc, exc, ctx.channel)
         raise
     return engine.outcome
+
+
+def _cannot_load(store: SessionStore, wire: Wire, worker: str, exc: Exception, secret_key: SecretKey) -> Exception:
+    """Record why the task's code did not load here; returns what the job raises.
+
+    A payload that does not unpickle (module missing here, code by value from another
+    Python) fails the attempt with ``TaskUnrunnableError``; a bad signature rejects the
+    run, as for the wire payload; anything else (Redis unreachable…) is raised as it is.
+    """
+    if isinstance(exc, PayloadSignatureError):
+        store.end_run("failed", "payload_rejected", f"{type(exc).__name__}: {exc}",
+                      {"error_type": type(exc).__name__, "failed_task": wire.task_id})  # fmt: skip
+        return exc
+    if not isinstance(exc, PayloadError):
+        return exc
+    from graflow.distributed.unrunnable import fail_attempt
+
+    return fail_attempt(store, wire, worker, exc, secret_key)
 
 
 def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_key: SecretKey) -> dict[str, Any]:

@@ -20,9 +20,12 @@ import msgspec
 from graflow.codec import Purpose, SecretKey, dumps
 from graflow.core.engine import WorkflowEngine
 from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.core.timeout import AttemptGuard, default_timeout
 from graflow.distributed import dispatch
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
+from graflow.exceptions import ValueTooLargeError
+from graflow.limits import check_value_size
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -60,6 +63,16 @@ class PoolEngine(WorkflowEngine):
         self.branch = branch
         self.worker = worker
         self.outcome: dict[str, Any] = {}
+
+    def attempt_guard(self, task: Any, spec: TaskSpec) -> AttemptGuard:
+        """Every pooled attempt is guarded: its timeout (the task's, else the worker's
+        ``--task-timeout``) and the end of its run, which the heartbeat thread watches."""
+        seconds = getattr(task, "timeout", None)
+        w = self.wire
+        if w.timed_out > 0:  # the previous attempt's process was killed for its timeout
+            return AttemptGuard(task.task_id, w.timed_out, w.attempt - 1, expired=True)
+        return AttemptGuard(task.task_id, default_timeout() if seconds is None else seconds, w.attempt,
+                            watch=(w.key_prefix, w.session_id))  # fmt: skip
 
     # -- new activations -------------------------------------------------------------
     def child(self, task_id: str, **fields: Any) -> Wire:
@@ -105,6 +118,7 @@ class PoolEngine(WorkflowEngine):
         pctx: PoolContext = ctx  # type: ignore[assignment]
         verdict, record, offer = ctx.core.decide(report)
         blobs: list[bytes] = []
+        names: list[str] = []  # what each blob is, for a size error
         results: list[list[Any]] = []
         if verdict != CANCEL:
             from graflow.channels.encoding import encode_value
@@ -112,6 +126,7 @@ class PoolEngine(WorkflowEngine):
             prefix = pctx.channel.key_prefix  # type: ignore[attr-defined]
             for key, value in pctx.results.items():
                 blobs.append(encode_value(value, secret_key=pctx.secret_key))
+                names.append(key)
                 results.append([prefix + key, len(blobs)])
         offers: list[list[Any]] = []
         if offer:
@@ -128,6 +143,7 @@ class PoolEngine(WorkflowEngine):
                 if new is not None:
                     blob = dumps(new, Purpose.TASK, secret_key=pctx.secret_key)
                     blobs.append(blob)
+                    names.append(f"dynamic task {tid}")
                     blob_idx = len(blobs)
                     version = hashlib.sha256(blob).hexdigest()[:16]
                 w = self.child(tid, dynamic=pctx.is_dynamic(tid), dyn_version=version)
@@ -162,7 +178,16 @@ class PoolEngine(WorkflowEngine):
         # crash point "task.before_commit": the task body has run (its channel writes are
         # visible), its completion is not recorded. A redelivery runs the body again.
         crash_point("task.before_commit")
-        self.outcome = pctx.store.commit(control, blobs)
+        try:
+            for name, blob in zip(names, blobs, strict=True):
+                check_value_size(name, len(blob))
+            self.outcome = pctx.store.commit(control, blobs, names)
+        except ValueTooLargeError as exc:
+            # Refused before it was sent (or by Redis's own limit: nothing was applied). The
+            # attempt fails as if the task had raised it, so its retry policy applies; it is
+            # never taken for a lost Redis and redelivered.
+            self._failed(ctx, spec, base_id, getattr(report, "scheduled", None), exc, queue)
+            return
         if request is not None and control["snapshot"] and self.outcome.get("snapshot"):
             from graflow.distributed.pool_checkpoint import write_from_snapshot
 
@@ -237,6 +262,7 @@ class PoolEngine(WorkflowEngine):
             r,
             attempt=r.attempt + 1,
             retry_count=r.retry_count + 1,
+            timed_out=0.0,  # the retry runs the body again
             enqueued_at=time.time(),
             not_before=time.time() + delay if delay > 0 else 0.0,
         )
@@ -273,7 +299,8 @@ class PoolEngine(WorkflowEngine):
         w = self.wire
         try:
             blobs = [dumps(error, Purpose.VALUE, secret_key=secret_key)]
-        except Exception:  # an exception that cannot be pickled is reported by text
+            check_value_size(f"the error of {task_id}", len(blobs[0]))
+        except Exception:  # an exception that cannot be pickled (or is too large) is reported by text
             blobs = []
         control: dict[str, Any] = {
             "spec_id": w.spec_id,
@@ -328,8 +355,8 @@ def lost_redis(client: Any, exc: BaseException) -> bool:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__ or getattr(cur, "cause", None)
     found = [e for e in chain if isinstance(e, errors)]
-    if not found:
-        return False
+    if not found or any(isinstance(e, ValueTooLargeError) for e in chain):
+        return False  # a write refused for its size is the task's error, whatever closed the socket
     if address and any(address in str(e) for e in found):
         return True
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from graflow.codec import SecretKey
-from graflow.distributed import dispatch
+from graflow.distributed import dispatch, liveness
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
@@ -35,6 +35,7 @@ def resume_on_pool(
     from graflow.core.checkpoint_reader import compare_fingerprints, read_checkpoint
     from graflow.core.redis_stub import RedisRunStub
     from graflow.distributed.run import WorkflowRun
+    from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
     from graflow.redisconn import wrap_connection_errors
 
     loaded = read_checkpoint(checkpoint, secret_key)
@@ -44,6 +45,10 @@ def resume_on_pool(
             f"{loaded.source} is a memory-channel checkpoint; it can only be resumed in-process — "
             "use `graflow resume --local` or CheckpointManager.resume_from_checkpoint"
         )
+    check_session_id(stub.session_id)
+    check_key_prefix(stub.key_prefix)
+    if queue is not None:
+        check_queue_name(queue)
     client, url = stub.connect(redis_url)
     with wrap_connection_errors(url):
         store = SessionStore(client, stub.key_prefix, stub.session_id)
@@ -135,6 +140,8 @@ def _rewrite(
     if not meta:
         fields["created_at"] = now
     pipe.hset(k.meta, mapping=fields)
+    # Live again: listed, so its graph has no TTL until it ends (graflow.distributed.liveness).
+    liveness.register(pipe, stub.key_prefix, stub.session_id, str(meta_fields["graph_hash"]))
     for name in k.fixed():
         pipe.persist(name)
     for task_id in state.known_dynamic:

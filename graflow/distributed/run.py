@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import Purpose, SecretKey, loads
+from graflow.distributed.outage import RedisOutage
 from graflow.distributed.session import FINAL_STATES, SessionStore
 from graflow.exceptions import (
     GraflowRuntimeError,
@@ -89,7 +91,11 @@ class WorkflowRun:
         secret_key: SecretKey = None,
     ) -> None:
         from graflow.distributed.submit import connect
+        from graflow.identifiers import check_key_prefix, check_session_id
 
+        # Ids are data, never patterns: refused before any command reaches Redis.
+        check_session_id(session_id)
+        check_key_prefix(key_prefix)
         self.session_id = session_id
         self.redis_url = redis_url
         self.key_prefix = key_prefix
@@ -208,13 +214,29 @@ class WorkflowRun:
         )
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the run ends; return its result or raise its error (§16.1)."""
+        """Block until the run ends; return its result or raise its error (§16.1).
+
+        A Redis outage is waited out, with backoff, for as long as ``timeout`` allows
+        (forever without one): the workers ride it out too, so the run goes on. One
+        warning is logged when Redis becomes unreachable and one when it is back. Errors
+        that are not an outage (bad credentials, an unknown session) raise at once.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        outage = RedisOutage(self.redis_url, "the run goes on on the workers, still waiting")
+        while True:
+            try:
+                return self._wait_connected(deadline, timeout, outage)
+            except Exception as exc:
+                time.sleep(outage.failed(exc, deadline))  # re-raises what is not an outage
+
+    def _wait_connected(self, deadline: float | None, timeout: float | None, outage: RedisOutage) -> Any:
+        """Wait on one pub/sub connection; a lost Redis ends it with the error."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             self._guard(pubsub.subscribe, self.store.keys.events)
             while True:
                 status = self.status()
+                outage.ok()
                 left = None if deadline is None else deadline - time.monotonic()
                 expired = left is not None and left <= 0
                 if status.done:
@@ -231,13 +253,16 @@ class WorkflowRun:
                     )
                 self._guard(pubsub.get_message, True, 1.0 if left is None else max(0.0, min(1.0, left)))
         finally:
-            pubsub.close()
+            with contextlib.suppress(Exception):  # its connection may be gone with Redis
+                pubsub.close()
 
     def result(self) -> Any:
         return self.wait(timeout=0)
 
     def cancel(self, reason: str = "canceled by user") -> bool:
-        """End the run now: queued jobs are dropped; running tasks finish without scheduling."""
+        """End the run now: queued jobs are dropped; running tasks are stopped by their
+        worker's heartbeat within ``heartbeat/3`` s (graflow.worker.attempt_watch) and
+        schedule nothing; the workers take their next jobs."""
         outcome = self._guard(self.store.end_run, "canceled", "run_canceled", reason)
         if outcome.get("status") != "finished":
             return False

@@ -243,6 +243,8 @@ if stop then return stop end
 -- Completed already (a poison verdict or a failure racing a commit): re-drive its hand-over.
 if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then return enc({status = 'dup', enqueue = handover_of(c.spec_id)}) end
 redis.call('HDEL', k('running'), c.spec_id)
+-- An activation that never started (its worker could not load the task) is still pending.
+redis.call('HDEL', k('pending'), c.spec_id)
 redis.call('HSET', root, 'updated_at', c.now)
 if c.mode == 'retry' then
   redis.call('HINCRBY', k('retries'), c.base_id, 1)
@@ -298,7 +300,8 @@ event('group_started', {group_id = c.group_id, run = c.run, branches = #c.member
 return enc({status = 'ok', enqueue = out})
 """
 
-# ARGV[1]: {spec_id, attempt, spec, worker, now}: a lost attempt's activation back to pending.
+# ARGV[1]: {spec_id, attempt, spec, worker, now, [unrunnable: {task_id, error}]}: a lost (or
+# unrunnable) attempt's activation back to pending.
 REDELIVER = PRELUDE + r"""
 local c = cjson.decode(ARGV[1])
 -- A deferred checkpoint not written yet, whose writer may be the lost attempt (the caller
@@ -327,7 +330,13 @@ if r and tonumber(cjson.decode(r).attempt or 1) > c.attempt then return enc({sta
 redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', k('pending'), c.spec_id, c.spec)
 redis.call('HSET', root, 'updated_at', c.now)
-event('redelivered', {spec_id = c.spec_id, attempt = c.attempt + 1, lost_worker = c.worker})
+if type(c.unrunnable) == 'table' then
+  -- Not lost: the worker could not load the task's code (TaskUnrunnableError); another may.
+  event('unrunnable', {task_id = c.unrunnable.task_id, spec_id = c.spec_id, attempt = c.attempt,
+                       worker = c.worker, error = c.unrunnable.error, next_attempt = c.attempt + 1})
+else
+  event('redelivered', {spec_id = c.spec_id, attempt = c.attempt + 1, lost_worker = c.worker})
+end
 return enc({status = 'ok', enqueue = {c.spec}})
 """
 

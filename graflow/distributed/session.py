@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 
 from graflow import keys
-from graflow.distributed import scripts
+from graflow.distributed import liveness, scripts
+from graflow.limits import send_checked
 
 logger = logging.getLogger("graflow.distributed")
 FINAL_STATES = frozenset({"completed", "failed", "canceled", "terminated"})
@@ -75,15 +76,35 @@ class SessionStore:
         self.session_id = session_id
         self.keys = keys.SessionKeys(prefix, session_id)
 
-    def _run(self, name: str, argv: list[Any]) -> dict[str, Any]:
+    def _run(self, name: str, argv: list[Any], largest: tuple[str, int] | None = None) -> dict[str, Any]:
+        """Run step ``name`` (retried through an outage). ``largest``: (key, size) of its
+        biggest blob, sized before sending so Redis refusing it is not taken for an outage."""
         script = _script(self.client, name)
-        raw = with_retry(lambda: script(keys=[self.keys.root], args=argv, client=self.client), f"session step {name}")
-        return _decode(raw)
+
+        def call() -> Any:
+            return script(keys=[self.keys.root], args=argv, client=self.client)
+
+        def send() -> Any:
+            return call() if largest is None else send_checked(self.client, largest[0], largest[1], call)
+
+        raw = with_retry(send, f"session step {name}")
+        out = _decode(raw)
+        if out.get("status") == "finished":
+            # The run just ended: its graph's TTL starts now (graflow.distributed.liveness).
+            # The step is committed whatever happens here; the reaper's sweep repairs a miss.
+            try:
+                with_retry(lambda: liveness.release(self.client, self.prefix, self.session_id), "release of a run's graph")
+            except Exception:
+                logger.warning("session %s ended; its graph's TTL starts at the next sweep", self.session_id, exc_info=True)
+        return out
 
     # -- creation ------------------------------------------------------------------
-    def create(self, fields: dict[str, Any], pending: dict[str, bytes], *, replace: bool = False) -> None:
-        """Write a new session (state ``queued``) and its first activations in one transaction."""
-        pipe = self.client.pipeline(transaction=True)
+    def create(
+        self, fields: dict[str, Any], pending: dict[str, bytes], *, replace: bool = False, pipeline: Any = None
+    ) -> None:
+        """Write a new session (state ``queued``) and its first activations in one transaction
+        (queued on ``pipeline`` when given: the caller adds to it and executes it)."""
+        pipe = pipeline if pipeline is not None else self.client.pipeline(transaction=True)
         if replace:
             for name in (self.keys.pending, self.keys.running, self.keys.handover):
                 pipe.delete(name)
@@ -92,17 +113,19 @@ class SessionStore:
         pipe.hset(self.keys.meta, mapping={k: _field(v) for k, v in meta.items()})
         if pending:
             pipe.hset(self.keys.pending, mapping=pending)
-        pipe.execute()
+        if pipeline is None:
+            pipe.execute()
 
     # -- the atomic steps ----------------------------------------------------------
     def start(self, spec_id: str, worker: str, attempt: int, base_id: str, count_cycle: bool) -> dict[str, Any]:
         argv = [spec_id, worker, attempt, time.time(), base_id, "1" if count_cycle else "0"]
         return self._run("START", argv)
 
-    def commit(self, control: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+    def commit(self, control: dict[str, Any], blobs: list[bytes], names: list[str] | None = None) -> dict[str, Any]:
+        """The COMMIT step; ``names`` label ``blobs`` (channel keys) for a size error."""
         control.setdefault("now", time.time())
         control.setdefault("ttl", session_ttl())
-        return self._run("COMMIT", [_json.encode(control), *blobs])
+        return self._run("COMMIT", [_json.encode(control), *blobs], _largest(blobs, names))
 
     def fail(self, control: dict[str, Any], blobs: list[bytes] | None = None) -> dict[str, Any]:
         control.setdefault("now", time.time())
@@ -113,9 +136,18 @@ class SessionStore:
         control.setdefault("now", time.time())
         return self._run("GROUP_START", [_json.encode(control)])
 
-    def redeliver(self, spec_id: str, attempt: int, new_spec: bytes, worker: str) -> dict[str, Any]:
-        """Put a lost attempt's activation back to pending as ``new_spec`` (idempotent, §16.6)."""
-        control = {"spec_id": spec_id, "attempt": attempt, "spec": new_spec.decode(), "worker": worker, "now": time.time()}
+    def redeliver(
+        self, spec_id: str, attempt: int, new_spec: bytes, worker: str, *, unrunnable: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Put a lost attempt's activation back to pending as ``new_spec`` (idempotent, §16.6).
+
+        ``unrunnable`` ({task_id, error}): the attempt was not lost but could not load its
+        task on ``worker``; the event says so (``unrunnable``) instead of ``redelivered``.
+        """
+        control: dict[str, Any] = {"spec_id": spec_id, "attempt": attempt, "spec": new_spec.decode(),
+                                   "worker": worker, "now": time.time()}  # fmt: skip
+        if unrunnable:
+            control["unrunnable"] = unrunnable
         return self._run("REDELIVER", [_json.encode(control)])
 
     def note_checkpoint(self, location: str, clear: tuple[str, ...] = ()) -> bool:
@@ -224,21 +256,31 @@ class SessionStore:
             out.append({"time": ms / 1000.0, "event": data.get("event", ""), "data": _decode(data.get("data", "{}"))})
         return out
 
+    def channel_keys(self) -> list[bytes]:
+        """The session's channel data and locks, found by SCAN. The session id is data: the
+        patterns escape it, and only keys whose hash tag is exactly the session id count,
+        so no id (``*``, ``a}:b``…) can select another run's keys."""
+        own = self.session_id.encode("utf-8", "surrogateescape")
+        found: dict[bytes, None] = {}
+        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
+            for name in self.client.scan_iter(match=pattern, count=1000):
+                if keys.hash_tag(name) == own:
+                    found[name] = None  # SCAN may repeat a key
+        return list(found)
+
     def expire_all(self, ttl: int | None = None) -> None:
         """Give the session's channel data and locks the session TTL (the scripts cover the rest)."""
         ttl = session_ttl() if ttl is None else ttl
         pipe = self.client.pipeline(transaction=False)
-        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
-            for name in self.client.scan_iter(match=pattern, count=1000):
-                pipe.expire(name, ttl, nx=True)  # a TTL the task chose itself stays
+        for name in self.channel_keys():
+            pipe.expire(name, ttl, nx=True)  # a TTL the task chose itself stays
         pipe.execute()
 
     def persist_channel(self) -> None:
         """Drop the expiry a finished run gave its channel data (the run is live again)."""
         pipe = self.client.pipeline(transaction=False)
-        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
-            for name in self.client.scan_iter(match=pattern, count=1000):
-                pipe.persist(name)
+        for name in self.channel_keys():
+            pipe.persist(name)
         pipe.execute()
 
     def purge(self) -> int:
@@ -247,9 +289,18 @@ class SessionStore:
         names += [self.keys.dynamic_task(_text(t)) for t in self.client.smembers(self.keys.known)]
         names += [self.keys.group(_text(g)) for g in self.client.smembers(self.keys.groups)]
         names += list(self.client.smembers(self.keys.dynkeys))
-        for pattern in keys.session_channel_pattern(self.prefix, self.session_id):
-            names += list(self.client.scan_iter(match=pattern, count=1000))
+        names += self.channel_keys()
+        liveness.release(self.client, self.prefix, self.session_id)
         return int(self.client.unlink(*names)) if names else 0
+
+
+def _largest(blobs: list[bytes], names: list[str] | None) -> tuple[str, int] | None:
+    """(name, size) of the biggest blob, for ``send_checked``; None without blobs."""
+    if not blobs:
+        return None
+    index = max(range(len(blobs)), key=lambda i: len(blobs[i]))
+    name = names[index] if names and index < len(names) else f"blob {index + 1} of the step"
+    return name, len(blobs[index])
 
 
 def _field(value: Any) -> Any:

@@ -33,6 +33,11 @@ class TaskSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: "run" executes the task (or starts a group's branches); "finish" applies a
     #: group's policy once its last branch is done (graflow addition).
     phase: str = "run"
+    #: > 0: the previous attempt (``attempt - 1``) ran past this timeout in code the
+    #: worker could not interrupt and its process was killed; this activation fails at
+    #: once with ``TaskTimeoutError`` (the task's retry policy decides), its body does
+    #: not run (graflow addition).
+    timed_out: float = 0.0
     queue: str = "graflow"
     key_prefix: str = "graflow"
 

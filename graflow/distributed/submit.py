@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import SecretKey
-from graflow.distributed import dispatch
+from graflow.distributed import dispatch, liveness
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
+from graflow.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
@@ -43,22 +44,40 @@ def submit(
     default_max_retries: int = 0,
     session_id: str | None = None,
 ) -> WorkflowRun:
-    """Upload the graph, create the session, enqueue the start task, return a handle."""
+    """Upload the graph, create the session, enqueue the start task, return a handle.
+
+    ``session_id`` (default: a uuid4 hex) must be 1-64 of ``A-Z a-z 0-9 _ -``; ``queue`` and
+    ``key_prefix`` 1-64 of those and ``.`` ``:`` (``graflow.identifiers``): anything else is
+    refused with ``InvalidIdentifierError`` before anything is written."""
     from graflow.channels.redis_channel import RedisChannel
     from graflow.coordination.graph_store import GraphStore, pickle_graph
     from graflow.core.fingerprint import graph_fingerprint
     from graflow.core.workflow import WorkflowContext, resolve_start_node
     from graflow.distributed.run import WorkflowRun
+    from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
     from graflow.redisconn import wrap_connection_errors
 
+    # Ids become key names and rq job ids: refused before anything is written.
+    if session_id is not None:
+        check_session_id(session_id)
+    check_key_prefix(key_prefix)
+    check_queue_name(queue)
     name = graph.name if isinstance(graph, WorkflowContext) else "workflow"
     task_graph = graph.graph if isinstance(graph, WorkflowContext) else graph
     start = resolve_start_node(task_graph, start_node, name)
     payload, graph_hash = pickle_graph(task_graph)
     client = connect(redis_url)
+    chosen = session_id is not None
     session_id = session_id or uuid.uuid4().hex
     with wrap_connection_errors(redis_url):
-        GraphStore(client, key_prefix, secret_key=secret_key).save_pickled(payload, graph_hash)
+        store = SessionStore(client, key_prefix, session_id)
+        if chosen and store.exists():
+            # A chosen id must name a new run: submitting over a session would overwrite
+            # another run's channel and state (resume a run with WorkflowRun.resume).
+            raise ConfigError(
+                f"session {session_id!r} already exists under prefix {key_prefix!r}; choose another "
+                "session_id (or leave it out for a fresh one), or purge the old run first"
+            )
         if initial_channel:
             channel = RedisChannel(session_id, redis_client=client, key_prefix=key_prefix, secret_key=secret_key)
             for k, v in initial_channel.items():
@@ -73,7 +92,11 @@ def submit(
             queue=queue,
             key_prefix=key_prefix,
         )
-        store = SessionStore(client, key_prefix, session_id)
+        # Graph, live-run entry and session in one transaction: the graph has no TTL
+        # while the run is live (graflow.distributed.liveness).
+        pipe = client.pipeline(transaction=True)
+        GraphStore(client, key_prefix, secret_key=secret_key).save_pickled(payload, graph_hash, pipeline=pipe, pin=True)
+        liveness.register(pipe, key_prefix, session_id, graph_hash)
         store.create(
             {
                 "start_node": start,
@@ -89,7 +112,9 @@ def submit(
                 "key_prefix": key_prefix,
             },
             {first.spec_id: encode(first)},
+            pipeline=pipe,
         )
+        pipe.execute()
         dispatch.enqueue(client, [first], secret_key=secret_key)
     return WorkflowRun(session_id, client=client, redis_url=redis_url, key_prefix=key_prefix, secret_key=secret_key)
 

@@ -22,8 +22,10 @@ class DistributedTaskQueue(TaskQueue):
         graph_store: Any = None,
     ) -> None:
         from graflow.coordination.graph_store import GraphStore
+        from graflow.identifiers import check_key_prefix
         from graflow.redisconn import client_from
 
+        check_key_prefix(key_prefix)  # also the rq queue's name
         self.redis_client = client_from(redis_client=redis_client, host=host, port=port, db=db)
         self.key_prefix = key_prefix
         self.graph_store = graph_store or GraphStore(self.redis_client, key_prefix)
@@ -39,6 +41,10 @@ class DistributedTaskQueue(TaskQueue):
         from graflow.distributed import dispatch
 
         ctx = task_spec.execution_context
+        if ctx is not None:
+            from graflow.identifiers import check_session_id
+
+            check_session_id(ctx.session_id)  # part of the rq job id: refused before any write
         if ctx is not None and not ctx.graph_hash:
             ctx.graph_hash = self.graph_store.save(ctx.graph)
         wire = task_spec.to_wire(queue=self.key_prefix, key_prefix=self.key_prefix, enqueued_at=time.time())

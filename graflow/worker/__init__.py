@@ -5,7 +5,8 @@ Kept light on purpose: importing ``graflow.worker`` pulls in neither redis nor r
 Modules: ``settings`` (flags and environment), ``rq_worker`` (the rq ``Worker``
 subclass with leases and signals), ``heartbeat`` (its refresh cadence), ``handback``
 (second-signal hand-back), ``delayed`` (delayed jobs without rq's scheduler process),
-``runner`` (start-up, exit codes), ``supervisor`` (N processes), ``main`` (the
+``runner`` (start-up, exit codes), ``supervisor`` (N processes), ``restarts`` (when it
+restarts a dead one), ``takeover`` (a dead worker's name and jobs), ``main`` (the
 upstream-compatible entry point) and ``worker`` (upstream's threaded ``TaskWorker``).
 """
 

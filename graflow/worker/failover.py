@@ -26,7 +26,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from graflow import keys
-from graflow.distributed import dispatch
+from graflow.distributed import dispatch, liveness
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import decode, encode
 from graflow.exceptions import WorkerLostError
@@ -85,13 +85,24 @@ _ALREADY = {"dup": "done"}
 
 def redeliver(
     connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
-    lease: Any = None, record: bool = True,
+    lease: Any = None, record: bool = True, timed_out: float | None = None,
 ) -> str:
     """Re-enqueue the activation of a graflow job whose attempt was lost; returns the
     reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``), unless
-    ``record`` is False (rq's own clean-up, which records the failure itself, called us)."""
+    ``record`` is False (rq's own clean-up, which records the failure itself, called us).
+
+    ``timed_out`` (seconds): the attempt's process was killed because it ran past that
+    timeout (``graflow.worker.hard_timeout``). Not a lost worker: the poison-task limit
+    does not apply and the redelivery is not counted; the next attempt carries the mark
+    and fails at once with ``TaskTimeoutError`` through the task's retry policy."""
     wire = decode(job.args[0])
     store = SessionStore(connection, wire.key_prefix, wire.session_id)
+    if timed_out:
+        nxt = msgspec.structs.replace(
+            wire, attempt=wire.attempt + 1, timed_out=float(timed_out), enqueued_at=time.time(), not_before=0.0
+        )
+        return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record,
+                        ", which fails with TaskTimeoutError")
     if wire.redeliveries >= max_redeliveries:
         from graflow.distributed.pool_engine import fail_activation
 
@@ -112,9 +123,18 @@ def redeliver(
     nxt = msgspec.structs.replace(
         wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
     )
+    return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record)
+
+
+def _requeue(
+    connection: Any, job: Job, wire: Any, nxt: Any, store: SessionStore, lost_worker: str, why: str,
+    reaper: str, lease: Any, record: bool, note: str = "",
+) -> str:  # fmt: skip
+    """The session's redelivery step for ``nxt``, the old job recorded as abandoned, the
+    hand-over to rq; returns the reason recorded."""
     outcome = store.redeliver(wire.spec_id, wire.attempt, encode(nxt), lost_worker)
     status = str(outcome.get("status"))
-    reason = f"abandoned: worker {lost_worker} {why}; re-enqueued as attempt {nxt.attempt}"
+    reason = f"abandoned: worker {lost_worker} {why}; re-enqueued as attempt {nxt.attempt}{note}"
     if status not in ("ok", "requeued"):
         reason = f"abandoned: worker {lost_worker} {why}; activation already {status}"
     if record:
@@ -171,6 +191,12 @@ class Reaper:
             finally:
                 if self.connection.get(lock) == token.encode():
                     self.connection.delete(lock)
+        try:
+            # Repairs the live-run list after a crash between a run's end and its release
+            # (at most once a minute per prefix; see graflow.distributed.liveness).
+            liveness.sweep(self.connection, self.prefix)
+        except Exception:
+            logger.exception("reaper %s: could not sweep the live runs of %s", self.name, self.prefix)
         return reaped
 
     def _reap_queue(self, queue: str) -> int:

@@ -43,7 +43,7 @@ from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from graflow.worker import bookkeeping
+from graflow.worker import attempt_watch, bookkeeping
 from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.delayed import enqueue_due, seconds_until_next
 from graflow.worker.handback import hand_back_job
@@ -179,11 +179,17 @@ class GraflowWorker(Worker):
     # ------------------------------------------------------------------ hooks
     def on_job_abandoned(self, job: Job) -> None:
         """A forked work horse died while this worker survives: re-run its task at once."""
-        from graflow.worker import failover
+        from graflow.worker import failover, hard_timeout
 
+        # Killed by the supervisor because its attempt ran past its timeout and did not stop?
+        timed_out = hard_timeout.take_killed()
         if failover.is_graflow_job(job):
-            reason = failover.redeliver(self.connection, job, lost_worker=self.name, why="lost its work horse",
-                                        max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
+            why = "lost its work horse"
+            if timed_out is not None:
+                why = f"had its work horse killed: its task ran past its timeout of {timed_out:g} s and did not stop"
+            reason = failover.redeliver(self.connection, job, lost_worker=self.name, why=why,
+                                        max_redeliveries=self.max_redeliveries, reaper=self.name,
+                                        timed_out=timed_out)  # fmt: skip
             # rq records the failure right after this hook: with this reason, not its own.
             self._abandoned_reasons[job.id] = reason
 
@@ -288,7 +294,11 @@ class GraflowWorker(Worker):
             self.heartbeat(pipeline=pipeline)
             if self._lease_active and job is not None and execution is not None:
                 self._write_lease(pipeline, job, execution)
+            # Has the run of a running attempt ended (cancel)? Then stop that attempt.
+            horse_job = job if self.fork and self.horse_pid and self._lease_active else None
+            checks = attempt_watch.StopChecks(pipeline, horse_job)
             results = pipeline.execute()
+        checks.apply(results, self.kill_horse)
         if results and results[0] == 1:  # the worker hash had expired: write it again
             self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
         self._tick(force=True)

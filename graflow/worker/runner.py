@@ -182,9 +182,11 @@ def record_signals() -> PendingSignals:
 
 def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = None) -> int:
     """Run one ``GraflowWorker`` in this process until it stops; returns the exit code."""
+    from graflow.core.timeout import set_default_timeout
     from graflow.worker.rq_worker import GraflowWorker
 
     pending = record_signals() if pending is None else pending
+    set_default_timeout(settings.task_timeout)  # read by every pooled attempt (PoolEngine)
     connection = settings.connect()
     try:
         with wrap_connection_errors(settings.url):
@@ -198,6 +200,8 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
                 key_prefix=settings.prefix,
             )
         worker.pending_signals = pending
+        with wrap_connection_errors(settings.url):
+            claim_worker_name(settings, name, connection, pending)
         register_queues(connection, worker.queues)
         log.info(
             "worker %s: %s, queues %s, heartbeat %.1f s, %s",
@@ -218,6 +222,18 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
         raise redis_error(settings, exc) from None
     finally:
         connection.close()
+
+
+def claim_worker_name(settings: WorkerSettings, name: str, connection: Any, pending: list[int]) -> None:
+    """Free ``name`` for this worker before rq registers it: a dead worker's leftover
+    registration (a restart under the same name: a supervisor's slot, ``--name``, or
+    ``<hostname>-<pid>`` after a container restart) is taken over, its jobs handed back
+    at once, instead of rq refusing the name until the old key expires."""
+    from graflow.worker.takeover import claim_name
+
+    claim_name(connection, name, queues=settings.queues, prefix=settings.prefix,
+               lease_seconds=settings.heartbeat, max_redeliveries=settings.max_redeliveries,
+               stopping=lambda: bool(pending))  # fmt: skip
 
 
 def register_queues(connection: Any, queues: Iterable[Any]) -> None:

@@ -10,7 +10,8 @@ Variables (each a flag's fallback, so a container needs no command line):
 ``GRAFLOW_REDIS_URL`` / ``REDIS_URL`` (+ ``REDIS_PASSWORD``), ``GRAFLOW_KEY_PREFIX``,
 ``GRAFLOW_QUEUE`` (comma-separated, priority order; default: the prefix),
 ``GRAFLOW_CONCURRENCY`` (default 1), ``GRAFLOW_HEARTBEAT`` (10) and
-``GRAFLOW_MAX_REDELIVERIES`` (3). An empty variable counts as unset.
+``GRAFLOW_MAX_REDELIVERIES`` (3), ``GRAFLOW_TASK_TIMEOUT`` (off); the restart policy's four (``graflow.worker.restarts``).
+An empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from graflow.exceptions import ConfigError
+from graflow.identifiers import check_key_prefix, check_queue_name
 from graflow.keys import DEFAULT_PREFIX
+from graflow.limits import max_value_bytes
 from graflow.redisconn import mask_url, parse_redis_url
+from graflow.worker.restarts import (
+    DEFAULT_CRASH_LOOP_DEATHS,
+    DEFAULT_CRASH_LOOP_WINDOW,
+    DEFAULT_RESTART_BACKOFF,
+    DEFAULT_RESTART_BACKOFF_MAX,
+    RestartPolicy,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -52,6 +62,10 @@ class WorkerSettings:
     imports: tuple[str, ...] = ()
     log_level: str = "INFO"
     fork: bool = False
+    #: Seconds a pooled attempt of a task without ``@task(timeout=)`` may run (None: no limit).
+    task_timeout: float | None = None
+    #: When a dead worker process is restarted and when the supervisor gives up (``restarts``).
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
     @property
     def display_url(self) -> str:
@@ -94,6 +108,11 @@ class WorkerSettings:
         log_level: str | None = None,
         fork: bool = False,
         env: Mapping[str, str] | None = None,
+        task_timeout: float | None = None,
+        restart_backoff: float | None = None,
+        restart_backoff_max: float | None = None,
+        crash_loop_deaths: int | None = None,
+        crash_loop_window: float | None = None,
     ) -> WorkerSettings:
         """Resolve flags (``None`` = not given) against ``env`` (default ``os.environ``).
 
@@ -111,6 +130,10 @@ class WorkerSettings:
             raise ConfigError(
                 f"bad --queue/GRAFLOW_QUEUE value in {list(final_queues)!r} — use non-empty names"
             )
+        # Prefix and queues become Redis key names: one allowed form (graflow.identifiers).
+        check_key_prefix(final_prefix, "--prefix/GRAFLOW_KEY_PREFIX")
+        for q in final_queues:
+            check_queue_name(q, "--queue/GRAFLOW_QUEUE")
         final_concurrency = _number(
             concurrency,
             env.get("GRAFLOW_CONCURRENCY"),
@@ -140,6 +163,7 @@ class WorkerSettings:
         )
         if redeliveries < 0 or redeliveries != int(redeliveries):
             raise ConfigError(f"--max-redeliveries {redeliveries} is invalid — use 0 or more")
+        max_value_bytes(env)  # a bad GRAFLOW_MAX_VALUE_BYTES stops the worker (exit 2), not each task
         level = (log_level or "INFO").upper()
         if level not in LOG_LEVELS:
             raise ConfigError(
@@ -157,6 +181,17 @@ class WorkerSettings:
             imports=tuple(imports),
             log_level=level,
             fork=bool(fork),
+            task_timeout=_task_timeout(task_timeout, env.get("GRAFLOW_TASK_TIMEOUT")),
+            restart=RestartPolicy.checked(
+                _number(restart_backoff, env.get("GRAFLOW_RESTART_BACKOFF"), DEFAULT_RESTART_BACKOFF,
+                        "--restart-backoff/GRAFLOW_RESTART_BACKOFF"),
+                _number(restart_backoff_max, env.get("GRAFLOW_RESTART_BACKOFF_MAX"), DEFAULT_RESTART_BACKOFF_MAX,
+                        "--restart-backoff-max/GRAFLOW_RESTART_BACKOFF_MAX"),
+                _number(crash_loop_deaths, env.get("GRAFLOW_CRASH_LOOP_DEATHS"), DEFAULT_CRASH_LOOP_DEATHS,
+                        "--crash-loop-deaths/GRAFLOW_CRASH_LOOP_DEATHS"),
+                _number(crash_loop_window, env.get("GRAFLOW_CRASH_LOOP_WINDOW"), DEFAULT_CRASH_LOOP_WINDOW,
+                        "--crash-loop-window/GRAFLOW_CRASH_LOOP_WINDOW"),
+            ),
         )
 
 
@@ -187,7 +222,19 @@ def _number(flag: float | None, env_value: str | None, default: float, what: str
     try:
         return float(env_value)
     except ValueError:
-        raise ConfigError(f"{what} is {env_value!r}, not a number — set a number") from None
+        raise ConfigError(f"{what} is {env_value!r}, not a number; set a number") from None
+
+
+def _task_timeout(flag: float | None, env_value: str | None) -> float | None:
+    """``--task-timeout``/``GRAFLOW_TASK_TIMEOUT``: off when unset or 0; else seconds > 0."""
+    seconds = _number(flag, env_value, 0.0, "--task-timeout/GRAFLOW_TASK_TIMEOUT")
+    if seconds == 0:
+        return None
+    if not (seconds > 0 and seconds != float("inf")):
+        raise ConfigError(
+            f"--task-timeout/GRAFLOW_TASK_TIMEOUT {seconds:g} is invalid; use seconds (more than 0), or 0 for no limit"
+        )
+    return seconds
 
 
 def _fill_password(url: str, password: str | None) -> str:

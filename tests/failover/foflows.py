@@ -164,6 +164,30 @@ def poison() -> WorkflowContext:
     return wf
 
 
+def sigkill_poison() -> WorkflowContext:
+    """first → poison: ``poison`` SIGKILLs the process running it, every time (a
+    segfaulting C extension, the OOM killer)."""
+    import signal
+
+    with workflow("failover-sigkill") as wf:
+
+        @task(inject_context=True)
+        def first(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        @task(inject_context=True)
+        def poison(ctx: Any) -> None:
+            ctx.get_channel().append("starts", [os.getpid(), ctx.attempt, time.time()])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        @task(inject_context=True)
+        def never(ctx: Any) -> None:
+            ctx.get_channel().append("ran", ctx.task_id)
+
+        first >> poison >> never
+    return wf
+
+
 def flaky_once() -> WorkflowContext:
     """``flaky`` fails its first attempt and is retried after 0.3 s (a delayed rq job that
     rq's scheduler process moves to the queue)."""

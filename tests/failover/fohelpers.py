@@ -56,6 +56,14 @@ class FoPool(Pool):
     def submit(self, wf: Any, **kw: Any) -> WorkflowRun:
         return submit(wf, self.redis_url, queue=self.queue, key_prefix=self.prefix, **kw)
 
+    def full_logs(self) -> str:
+        """Every worker log in full (``logs_text`` keeps the last 4000 characters of each)."""
+        out = []
+        for path in self.logs:
+            with contextlib.suppress(OSError), open(path, errors="replace") as f:
+                out.append(f.read())
+        return "\n".join(out)
+
     def logs_text(self) -> str:
         out = []
         for i in range(len(self.logs)):
@@ -133,6 +141,23 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def orphans(pgid: int) -> list[int]:
+    """Processes of the worker command ``pgid`` whose parent is not in it (Linux ``/proc``):
+    what a dead worker process left behind (its rq scheduler process, say)."""
+    members: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().decode(errors="replace").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members[int(entry)] = int(fields[1])
+    return [pid for pid, parent in members.items() if pid != pgid and parent not in members]
 
 
 def store_of(run: WorkflowRun) -> SessionStore:

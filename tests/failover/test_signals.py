@@ -18,7 +18,7 @@ from typing import Any
 
 import foflows as flows
 import pytest
-from fohelpers import FoPool, Keeper, abandoned, group_alive, ran_counts, wait_until
+from fohelpers import FoPool, abandoned, orphans, ran_counts, wait_until
 from workerpool import worker_env
 
 from graflow import task, workflow
@@ -94,7 +94,7 @@ def test_fork_horse_death_is_redelivered_at_once(redis_url: str) -> None:
 
 @pytest.mark.filterwarnings("ignore::graflow.exceptions.UnsignedPayloadWarning")  # the run's error
 def test_poison_task_fails_the_run_after_max_redeliveries(redis_url: str) -> None:
-    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"]) as pool, Keeper(pool) as keeper:
+    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"]) as pool:
         run = pool.submit(flows.poison())
         with pytest.raises(WorkflowFailedError) as failed:
             run.wait(timeout=30)
@@ -103,7 +103,13 @@ def test_poison_task_fails_the_run_after_max_redeliveries(redis_url: str) -> Non
         assert err.task_id == "poison" and "poison task" in str(err)
         assert [s[1] for s in run.channel.get("starts")] == [1, 2, 3]  # 1 + max_redeliveries
         assert ran_counts(run) == {"first": 1} and run.status().state == "failed"
-        assert len(keeper.exits) == 3
+        # Each death cost one worker process, which its supervisor restarted.
+        assert all(p.poll() is None for p in pool.procs), pool.logs_text()
+        assert pool.full_logs().count("died unexpectedly (exit code 3)") == 3, pool.full_logs()
+        # The redelivery step fails the run first, then records the lost job in rq's
+        # failed registry (that order keeps the lease for the next pass if the redeliverer
+        # dies in between): the run's failure does not mean the record is written yet.
+        wait_until(lambda: len(abandoned(pool)) == 3, 10, "the third lost attempt recorded")
         reasons = sorted(abandoned(pool).values())
         assert len(reasons) == 3 and sum("poison task, run failed" in r for r in reasons) == 1, reasons
 
@@ -115,8 +121,7 @@ def test_last_allowed_attempt_that_completed_is_not_failed_as_poison(redis_url: 
     once.write_text("disarmed until survivor's attempt 3 arms it\n")
     env = {"GRAFLOW_CRASH_AT": "commit.before_handover", "GRAFLOW_CRASH_ONCE_FILE": str(once),
            "FO_ARM_AT": "survivor"}  # fmt: skip
-    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"], **env) as pool, \
-            Keeper(pool) as keeper:  # fmt: skip
+    with FoPool(redis_url, 2, args=["--heartbeat", "1.5", "--max-redeliveries", "2"], **env) as pool:
         run = pool.submit(flows.last_chance())
         assert run.wait(timeout=30) == "SURVIVED", pool.logs_text()
         assert once.read_text().startswith("commit.before_handover")
@@ -124,20 +129,26 @@ def test_last_allowed_attempt_that_completed_is_not_failed_as_poison(redis_url: 
         assert run.status().completed == 3 and ran_counts(run) == {"first": 1, "after": 1}
         wait_until(lambda: len(abandoned(pool)) == 3, 10, "the third lost attempt recorded")
         reasons = sorted(abandoned(pool).values())
-        assert len(keeper.exits) == 3
+        assert all(p.poll() is None for p in pool.procs), pool.logs_text()  # worker processes restarted
         assert sum("activation already done" in r for r in reasons) == 1, reasons
         assert not any("poison" in r for r in reasons), reasons
 
 
-def test_a_worker_killed_alone_leaves_no_process_behind(redis_url: str) -> None:
-    """Only the worker process dies (a crash, the OOM killer): its supervisor exits 1 and
-    rq's scheduler process, which that worker started, stops too instead of living on."""
-    with FoPool(redis_url, 1) as pool:  # alone on its queue: it runs the scheduler process
+def test_a_worker_killed_alone_is_restarted_and_leaves_no_process_behind(redis_url: str) -> None:
+    """Only the worker process dies (a crash, the OOM killer): its supervisor hands the
+    task back at once (long before the 10 s lease) and restarts the worker, and rq's
+    scheduler process, which the dead worker started, stops instead of living on."""
+    with FoPool(redis_url, 1, args=["--heartbeat", "10"]) as pool:  # alone: it runs the scheduler
         run = pool.submit(flows.long_running(), initial_channel={"naps": [20.0, 0.1]})
         worker, supervisor, _, _ = _first_start(run)
         os.kill(worker, signal.SIGKILL)
-        assert pool.procs[0].wait(10) == 1
-        wait_until(lambda: not group_alive(supervisor), 5, "the scheduler process to stop")
+        assert run.wait(timeout=8) == "OK", pool.logs_text()
+        (_, _, a1, _), (pid2, parent2, a2, _) = run.channel.get("starts")
+        assert (a1, a2) == (1, 2) and parent2 == supervisor and pid2 != worker  # the restarted worker
+        assert pool.procs[0].poll() is None
+        wait_until(lambda: not orphans(supervisor), 5, "the dead worker's scheduler process to stop")
+        reasons = list(abandoned(pool).values())
+        assert len(reasons) == 1 and " died (signal 9); re-enqueued as attempt 2" in reasons[0], reasons
 
 
 def test_a_lost_attempt_leaves_no_rq_execution_behind(redis_url: str) -> None:

@@ -271,7 +271,7 @@ def test_delayed_jobs_run(
     assert [e["value"] for e in entries(redis_client, out)] == ["delayed"]
 
 
-def test_a_child_dying_on_its_own_is_fatal_for_the_supervisor(
+def test_a_child_dying_on_its_own_is_restarted_under_its_name(
     redis_url: str, redis_client: Any, queue_name: str, tmp_path: Path
 ) -> None:
     import os
@@ -282,7 +282,17 @@ def test_a_child_dying_on_its_own_is_fatal_for_the_supervisor(
     try:
         [started] = wait_until(lambda: events(redis_client, out, "started"), what="job start")
         os.kill(started["pid"], signal.SIGKILL)  # a worker process dies (OOM killer, say)
-        assert worker.wait() == 1, worker.stderr
+        wait_until(lambda: "restarting worker" in worker.stderr, what="the restart")
+        # Both names serve again: the restarted one runs a job while the other holds one.
+        enqueue(redis_client, queue_name, "hold", out, release, job_id=f"{queue_name}-2")
+        enqueue(redis_client, queue_name, "hold", out, release, job_id=f"{queue_name}-3")
+        later = wait_until(lambda: len(events(redis_client, out, "started")) == 3
+                           and events(redis_client, out, "started")[1:], what="two more starts")  # fmt: skip
+        assert {e["worker"] for e in later} == {f"{queue_name}-w-1", f"{queue_name}-w-2"}
+        assert started["pid"] not in {e["pid"] for e in later}
+        redis_client.set(release, "1")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.stderr  # the death cost nothing but a restart
     finally:
         worker.kill()
-    assert "died unexpectedly (signal 9)" in worker.stderr
+    assert f"worker {started['worker']} died unexpectedly (signal 9)" in worker.stderr

@@ -1,0 +1,111 @@
+"""The largest value graflow sends to Redis in one piece, checked before it is sent.
+
+Redis refuses a bulk string longer than its ``proto-max-bulk-len`` (512 MB by default,
+configurable down to 1 MB) by closing the connection mid-write, which redis-py reports
+as "Broken pipe" or "Connection reset": exactly what a lost server looks like. A worker
+would then retry the write for a minute and redeliver the task as if Redis had gone. So
+every value graflow writes (channel values, task results, error blobs, graphs, dynamic
+tasks) is measured first, and one over ``GRAFLOW_MAX_VALUE_BYTES`` fails at once with
+``ValueTooLargeError`` naming the key and the size.
+
+The default, 64 MiB, sits well under Redis's 512 MB hard limit because one value costs
+several copies on the way (the client's buffer, Redis's query buffer, a Lua ARGV copy
+for results, the AOF and the replication stream, where a replica's output buffer has a
+64 MB soft limit by default) and because a value that large blocks Redis's single thread
+while it is copied. Large data belongs in a file or object store, with a reference in
+the channel.
+
+Should Redis still close the connection on a write (a server configured with a lower
+``proto-max-bulk-len`` than the limit here), ``send_checked`` asks the server for its
+``proto-max-bulk-len``; when the value was over it, the write fails with
+``ValueTooLargeError`` rather than passing for an outage.
+
+This is a ground-floor module: the standard library and ``graflow.exceptions`` only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from graflow.exceptions import ConfigError, ValueTooLargeError
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "ENV_VAR", "check_value_size", "max_value_bytes", "send_checked"]
+
+ENV_VAR = "GRAFLOW_MAX_VALUE_BYTES"
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
+#: Redis's smallest allowed ``proto-max-bulk-len``: a smaller write is never refused for size.
+_MIN_BULK_LEN = 1024 * 1024
+
+T = TypeVar("T")
+_cache: tuple[str | None, int] = (None, DEFAULT_MAX_VALUE_BYTES)
+
+
+def max_value_bytes(env: Mapping[str, str] | None = None) -> int:
+    """``GRAFLOW_MAX_VALUE_BYTES`` (bytes) of ``env`` (default ``os.environ``); unset, empty
+    or 0 means the default (64 MiB). ``ConfigError`` for a value that is not a byte count."""
+    global _cache
+    raw = (os.environ if env is None else env).get(ENV_VAR)
+    cached_raw, cached = _cache
+    if raw == cached_raw:
+        return cached
+    text = (raw or "").strip()
+    try:
+        value = int(text) if text else 0
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"{ENV_VAR}={raw!r} is not a number of bytes; set a whole number such as "
+            f"{DEFAULT_MAX_VALUE_BYTES} (0 or unset means the default, {DEFAULT_MAX_VALUE_BYTES})"
+        )
+    limit = value or DEFAULT_MAX_VALUE_BYTES
+    _cache = (raw, limit)
+    return limit
+
+
+def check_value_size(key: str, size: int) -> None:
+    """Raise ``ValueTooLargeError`` for a value of ``size`` bytes over the limit, before it is sent."""
+    limit = max_value_bytes()
+    if size > limit:
+        raise ValueTooLargeError(key, size, limit)
+
+
+def send_checked(client: Any, key: str, size: int, send: Callable[[], T]) -> T:
+    """``check_value_size``, then ``send()``; a connection Redis closed on a value over its
+    own ``proto-max-bulk-len`` becomes ``ValueTooLargeError`` instead of a lost server.
+
+    The error is raised outside the ``except`` block on purpose: it carries no connection
+    error in its context, so nothing downstream mistakes it for an outage.
+    """
+    check_value_size(key, size)
+    import redis
+
+    try:
+        return send()
+    except (redis.ConnectionError, redis.ResponseError) as exc:
+        # Redis replies "Protocol error: invalid bulk length" and closes the connection;
+        # depending on timing redis-py sees the reply or only the reset while writing.
+        refused = isinstance(exc, redis.ConnectionError) or "invalid bulk length" in str(exc)
+        if not refused or size <= _MIN_BULK_LEN:
+            raise
+        server_limit = _server_bulk_limit(client)
+        if server_limit is None or size <= server_limit:
+            raise  # Redis is gone (or will not say): an outage, as before
+    raise ValueTooLargeError(key, size, server_limit, by_redis=True)
+
+
+def _server_bulk_limit(client: Any) -> int | None:
+    """Redis's ``proto-max-bulk-len``, or None when the server does not answer or say."""
+    try:
+        reply = client.config_get("proto-max-bulk-len")
+    except Exception:
+        return None
+    for name, value in (reply or {}).items():
+        if (name.decode() if isinstance(name, bytes) else str(name)) == "proto-max-bulk-len":
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
