@@ -1,4 +1,4 @@
-"""Signed checkpoints are signed whole (§13.5 step 4, §15).
+"""Signed checkpoints are signed whole: meta.json's HMAC covers every artefact.
 
 With ``GRAFLOW_SECRET_KEY`` set, meta.json carries an HMAC over its content, and through
 the hashes it records over state.json and the ``.pkl``. Editing state.json (marking a

@@ -83,7 +83,7 @@ def test_in_process_the_attempt_fails_once_with_a_size_error(
 ) -> None:
     wf = sizeflows.oversized()
     channel: dict[str, Any] = {"size": SIZE, "how": how}
-    with pytest.raises(GraflowRuntimeError) as caught:  # in-process wraps a task's error (§7.7)
+    with pytest.raises(GraflowRuntimeError) as caught:  # in-process wraps a task's error (no retries)
         wf.execute(channel_backend="redis", config={"url": redis_url, "key_prefix": key_prefix},
                    initial_channel=channel)  # fmt: skip
     err = size_error(caught.value)
