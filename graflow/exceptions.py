@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 __all__ = [
+    "AttemptSupersededError",
     "ChannelError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -188,6 +189,27 @@ class TaskTimeoutError(GraflowRuntimeError, TimeoutError):
         )
         self.timeout = timeout
         self.attempt = attempt
+
+
+class AttemptSupersededError(GraflowRuntimeError):
+    """A pooled attempt wrote to its run's channel after it stopped owning its task
+    (``reason`` "lost": its lease expired and another attempt took over) or after its run
+    ended ("ended"): the write was dropped. Raised in the late task so it stops early."""
+
+    def __init__(self, task_id: str, attempt: int, key: str, session_id: str = "", reason: str = "lost") -> None:
+        run = f" of run {session_id}" if session_id else ""
+        why = ("its run has ended" if reason == "ended" else
+               "this attempt no longer owns the task (another attempt took it over after its lease expired)")  # fmt: skip
+        super().__init__(
+            f"task {task_id!r}{run}, attempt {attempt}: write to channel key {key!r} dropped, {why}; "
+            "let the task end (do not catch this error): the data stays as the attempt that owns "
+            "the task, or the finished run, left it",
+            task_id=task_id,
+        )
+        self.attempt = attempt
+        self.key = key
+        self.session_id = session_id
+        self.reason = reason
 
 
 class GraphCompilationError(GraflowError):

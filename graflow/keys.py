@@ -161,6 +161,28 @@ def session_channel_pattern(prefix: str, session_id: str) -> list[str]:
     return [f"{glob_escape(prefix)}:channel:{tag}:*", f"{glob_escape(prefix)}:lock:{tag}:*"]
 
 
+def leases(prefix: str) -> str:
+    """Sorted set: the lease of every running graflow job of the pool under ``prefix``,
+    member ``{job_id}:{execution_id}``, score its deadline in the Redis server's time."""
+    return f"{prefix}:leases"
+
+
+def lease_clock(prefix: str) -> str:
+    """The Redis time of the last lease pass under ``prefix`` (the outage guard)."""
+    return f"{prefix}:leases:clock"
+
+
+def intermediate_seen(prefix: str) -> str:
+    """Hash: job id -> Redis time a lease pass first saw it dequeued but not started."""
+    return f"{prefix}:leases:seen"
+
+
+def worker_alive(prefix: str, name: str) -> str:
+    """Exists while worker ``name`` is alive: set with a lease-long TTL on each lease pass
+    (Redis's clock decides when it is gone, never a worker's)."""
+    return f"{prefix}:alive:{name}"
+
+
 def live_runs(prefix: str) -> str:
     """Hash: session id -> graph hash of every live run under ``prefix``. While a run is in
     it, its graph has no TTL; the run's end removes it and starts the graph's TTL."""
@@ -181,8 +203,12 @@ __all__ = [
     "glob_escape",
     "graph",
     "hash_tag",
+    "intermediate_seen",
+    "lease_clock",
+    "leases",
     "live_runs",
     "live_runs_sweep_lock",
     "reaper_lock",
     "session_channel_pattern",
+    "worker_alive",
 ]

@@ -137,3 +137,61 @@ end
 if t == 'none' then return {'n'} end
 return {'x', t}
 """
+
+# -- fenced writes (graflow.channels.fenced) -------------------------------------------
+#: Session states of a run that is over; mirrors graflow.distributed.session.FINAL_STATES
+#: (a test keeps the two equal; channels may not import the pool driver).
+FINAL_STATES = ("completed", "failed", "canceled", "terminated")
+
+# The first step of every write of an attempt-bound channel. The owner token rides at the
+# end of KEYS (the session's running hash, then its root hash) and of ARGV (spec id,
+# attempt); it is popped off, so the body that follows sees the KEYS and ARGV of its
+# unfenced form. The attempt owns its task while the running entry the session's START
+# step wrote for the spec id names this attempt (a completion and a redelivery delete the
+# entry, the next attempt's START replaces it), else {'superseded', 'lost'}; and it may
+# write while the run is not over (an end leaves the entries of running attempts in
+# place) and its session exists (not expired, purged or lost with a Redis restarted
+# without persistence), else {'superseded', 'ended'}. Either way nothing is written.
+FENCE = (
+    "local FINAL = {"
+    + ", ".join(f"{s} = true" for s in FINAL_STATES)
+    + "}\n"
+    + r"""
+local fence_attempt = tonumber(table.remove(ARGV))
+local fence_spec = table.remove(ARGV)
+local fence_root = table.remove(KEYS)
+local fence_running = table.remove(KEYS)
+local fence_state = redis.call('HGET', fence_root, 'state')
+if not fence_state then return {'superseded', 'ended'} end
+local fence_entry = redis.call('HGET', fence_running, fence_spec)
+if not fence_entry then return {'superseded', 'lost'} end
+local fence_ok, fence_doc = pcall(cjson.decode, fence_entry)
+if not fence_ok or type(fence_doc) ~= 'table' or tonumber(fence_doc.attempt) ~= fence_attempt then
+  return {'superseded', 'lost'}
+end
+if FINAL[fence_state] then return {'superseded', 'ended'} end
+"""
+)
+
+# KEYS[1]; ARGV: value, ttl ms or ''. SET replaces a key of any type, as the unfenced SET.
+FENCED_SET = FENCE + r"""
+if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return {'ok'}
+"""
+
+# KEYS: the channel keys to delete (one for delete(), a batch for clear()).
+FENCED_UNLINK = FENCE + r"""
+return {'ok', redis.call('UNLINK', unpack(KEYS))}
+"""
+
+# KEYS[1] the lock; ARGV: token, lease ms or '' (what redis-py's Lock.do_acquire sends).
+FENCED_LOCK = FENCE + r"""
+local got
+if ARGV[2] == '' then got = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+else got = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end
+if got then return {'ok', 1} end
+return {'ok', 0}
+"""
+
+FENCED_PUSH = FENCE + PUSH
+FENCED_ADD = FENCE + ATOMIC_ADD

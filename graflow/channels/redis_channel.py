@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from graflow import codec, keys
 from graflow.channels import _redis_scripts as lua
@@ -53,6 +53,8 @@ class RedisChannel(Channel):
     #: Seconds after which a lock whose holder died frees itself. A body that runs
     #: longer loses the lock (a warning is logged on release).
     lock_lease: float | None = 60.0
+    #: Lua sources by name, loaded on first use (``graflow.channels.fenced`` adds its own).
+    _SOURCES: ClassVar[dict[str, str]] = {"get": lua.GET, "push": lua.PUSH, "add": lua.ATOMIC_ADD}
 
     def __init__(
         self,
@@ -150,9 +152,22 @@ class RedisChannel(Channel):
         script = self._scripts.get(name)
         if script is None:
             with self._script_lock:
-                source = {"get": lua.GET, "push": lua.PUSH, "add": lua.ATOMIC_ADD}[name]
-                script = self._scripts[name] = self._redis().register_script(source)
+                script = self._scripts[name] = self._redis().register_script(self._SOURCES[name])
         return script
+
+    # The writes, one method each, so that an attempt-bound channel (graflow.channels.fenced)
+    # can put its owner check into the same round trip.
+    def _eval(self, name: str, names: list[Any], args: list[Any], key: str) -> Any:
+        return self._script(name)(keys=names, args=args)
+
+    def _write(self, key: str, data: bytes, px: int | None) -> None:
+        self._redis().set(self._k(key), data, px=px)
+
+    def _unlink(self, names: list[bytes], key: str) -> int:
+        return int(self._redis().unlink(*names))
+
+    def _new_lock(self, key: str, timeout: float) -> Any:
+        return self._redis().lock(self._lock_key(key), timeout=self.lock_lease, blocking_timeout=max(timeout, 0.0))
 
     def _k(self, key: str) -> bytes:
         return (self.key_prefix + key).encode("utf-8", "surrogateescape")
@@ -200,12 +215,11 @@ class RedisChannel(Channel):
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         ttl = check_ttl(ttl, key, self.name)
         data = self._encode(value)
-        client = self._redis()
         with self._guard():
             # SET replaces a key of any type (a list included) in one command. Sized first:
             # an oversized value fails here, never as a "Broken pipe" that looks like an outage.
-            send_checked(client, key, len(data),
-                         lambda: client.set(self._k(key), data, px=_ms(ttl) if ttl is not None else None))  # fmt: skip
+            send_checked(self._redis(), key, len(data),
+                         lambda: self._write(key, data, _ms(ttl) if ttl is not None else None))  # fmt: skip
 
     def get(self, key: str, default: Any = None) -> Any:
         with self._guard():
@@ -224,7 +238,7 @@ class RedisChannel(Channel):
 
     def delete(self, key: str) -> bool:
         with self._guard():
-            return bool(self._redis().unlink(self._k(key)))
+            return bool(self._unlink([self._k(key)], key))
 
     def exists(self, key: str) -> bool:
         with self._guard():
@@ -246,10 +260,10 @@ class RedisChannel(Channel):
             for raw in self._scan():
                 batch.append(raw)
                 if len(batch) >= 500:
-                    self._redis().unlink(*batch)
+                    self._unlink(batch, "*")
                     batch = []
             if batch:
-                self._redis().unlink(*batch)
+                self._unlink(batch, "*")
 
     def append(self, key: str, value: Any, ttl: float | None = None) -> int:
         return self._push(key, value, ttl, front=False)
@@ -265,7 +279,7 @@ class RedisChannel(Channel):
         for _ in range(100):
             with self._guard():
                 reply = send_checked(self._redis(), key, len(item),
-                                     functools.partial(self._script("push"), keys=[self._k(key)], args=args))  # fmt: skip
+                                     functools.partial(self._eval, "push", [self._k(key)], args, key))  # fmt: skip
             if reply[0] == b"ok":
                 return int(reply[1])
             if reply[0] == b"wrongtype":
@@ -293,7 +307,7 @@ class RedisChannel(Channel):
         args: list[Any] = head
         for _ in range(100):
             with self._guard():
-                reply = self._script("add")(keys=[self._k(key)], args=args)
+                reply = self._eval("add", [self._k(key)], args, key)
             tag = reply[0]
             if tag == b"i":
                 return int(reply[1])
@@ -324,9 +338,7 @@ class RedisChannel(Channel):
     def lock(self, key: str, timeout: float = 10.0) -> Iterator[None]:
         from redis.exceptions import LockError
 
-        lk = self._redis().lock(
-            self._lock_key(key), timeout=self.lock_lease, blocking_timeout=max(timeout, 0.0)
-        )
+        lk = self._new_lock(key, timeout)
         with self._guard():
             acquired = lk.acquire(blocking=True)
         if not acquired:

@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="lease length in seconds, refreshed every S/3 (default: $GRAFLOW_HEARTBEAT or 10)",
+        help="lease length in seconds, refreshed every S/3 (default: $GRAFLOW_HEARTBEAT or 3)",
     )
     cmd.add_argument(
         "--max-redeliveries",

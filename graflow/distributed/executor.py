@@ -47,6 +47,15 @@ def _channel(client: Any, wire: Wire, secret_key: SecretKey) -> Any:
     return RedisChannel(wire.session_id, redis_client=client, key_prefix=wire.key_prefix, secret_key=secret_key)
 
 
+def _attempt_channel(client: Any, wire: Wire, secret_key: SecretKey) -> Any:
+    """The channel a started attempt's code writes: fenced by the attempt, so that once
+    another attempt owns the activation (or the run is over) its writes are dropped."""
+    from graflow.channels.fenced import FencedRedisChannel
+
+    return FencedRedisChannel(wire.session_id, client, key_prefix=wire.key_prefix, spec_id=wire.spec_id,
+                              attempt=wire.attempt, task_id=wire.task_id, secret_key=secret_key)  # fmt: skip
+
+
 class GroupOutcome:
     """A finished group run, reported to the core like a task's attempt."""
 
@@ -101,7 +110,7 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
     branch = Branch(wire.group_id, wire.group_run, wire.branch_id)
     if is_group:
         return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
-    ctx = PoolContext(graph, start["meta"], store, _channel(client, wire, secret_key), secret_key)
+    ctx = PoolContext(graph, start["meta"], store, _attempt_channel(client, wire, secret_key), secret_key)
     if task is None:
         try:
             task = ctx.load_dynamic(wire.task_id, wire.dyn_version)
@@ -154,6 +163,10 @@ def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_
         logger.warning("session %s does not exist (expired or purged); dropping %s", wire.session_id, wire.task_id)
     elif status == "final":
         logger.info("session %s is %s; skipping %s", wire.session_id, start.get("state"), wire.task_id)
+    elif status == "superseded":
+        logger.warning("attempt %d of task %s (session %s) started after a later attempt took it over "
+                       "(this worker stalled past its lease); leaving it to that one",
+                       wire.attempt, wire.task_id, wire.session_id[:8])  # fmt: skip
     elif status == "dup":
         # This activation completed already; a crash may have cut its hand-over to rq short.
         dispatch.enqueue(store.client, start.get("enqueue") or [], secret_key=secret_key, skip_existing=True)
@@ -212,7 +225,7 @@ def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str,
     parent = msgspec.json.decode(record.get("parent") or "null")
     branch = Branch(parent[2], parent[0], parent[1]) if parent else Branch(None, None, None)
     group_wire = decode(record["spec"])
-    ctx = PoolContext(graph, start["meta"], store, _channel(store.client, wire, secret_key), secret_key)
+    ctx = PoolContext(graph, start["meta"], store, _attempt_channel(store.client, wire, secret_key), secret_key)
     ctx.retry_controller.retry_counts[group_id] = int(start["retries"])
     end = msgspec.json.decode(record["end"]) if record.get("end") else None
     requests = msgspec.json.decode(record["requests"]) if record.get("requests") else []

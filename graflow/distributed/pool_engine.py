@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from graflow.channels.fenced import superseded
 from graflow.codec import Purpose, SecretKey, dumps
 from graflow.core.engine import WorkflowEngine
 from graflow.core.scheduler import CANCEL, TERMINATE
@@ -116,6 +117,9 @@ class PoolEngine(WorkflowEngine):
         group: Any,
     ) -> None:
         pctx: PoolContext = ctx  # type: ignore[assignment]
+        if superseded(pctx.channel):  # the task caught the refusal and returned: still late
+            self.drop_superseded()
+            return
         verdict, record, offer = ctx.core.decide(report)
         blobs: list[bytes] = []
         names: list[str] = []  # what each blob is, for a size error
@@ -209,6 +213,9 @@ class PoolEngine(WorkflowEngine):
             # restarted without persistence): nothing to record the completion in.
             logger.warning("session %s does not exist (expired, purged or lost by Redis); the completion "
                            "of %s is dropped", self.wire.session_id, self.wire.task_id)  # fmt: skip
+        elif status == "superseded":
+            logger.warning("task %s (session %s, attempt %d) was superseded: another attempt owns it now; "
+                           "nothing recorded", self.wire.task_id, self.wire.session_id[:8], self.wire.attempt)  # fmt: skip
         elif status == "dup":
             logger.info(
                 "duplicate commit of %s (attempt %s) ignored: another attempt completed it first",
@@ -250,6 +257,9 @@ class PoolEngine(WorkflowEngine):
         lost (§16.6), once Redis answers again.
         """
         pctx: PoolContext = ctx  # type: ignore[assignment]
+        if superseded(pctx.channel, exc):
+            self.drop_superseded()
+            return
         if self.wire.redeliveries < max_redeliveries() and lost_redis(pctx.store.client, exc):
             self.redeliver_after_outage(pctx.store, pctx.secret_key, exc)
             return
@@ -273,6 +283,13 @@ class PoolEngine(WorkflowEngine):
         })  # fmt: skip
         if self.outcome.get("status") == "retry":
             dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
+
+    def drop_superseded(self) -> None:
+        """An attempt that lost its activation (its channel refused a write) records nothing:
+        no retry, failure or result; the job succeeds, so rq counts no failed job for it."""
+        w, self.outcome = self.wire, {"status": "superseded"}
+        logger.warning("task %s (session %s, attempt %d) was superseded: another attempt owns it now; "
+                       "nothing recorded", w.task_id, w.session_id[:8], w.attempt)  # fmt: skip
 
     def redeliver_after_outage(self, store: SessionStore, secret_key: SecretKey, exc: BaseException) -> None:
         """Put this activation back as attempt + 1 (the session's REDELIVER step, which waits
@@ -323,6 +340,9 @@ class PoolEngine(WorkflowEngine):
                 channel.set(f"{task_id}.__result__", exc)  # the failing task's result (§7.7)
             except Exception:
                 logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
+        if superseded(channel, exc):  # that write, fenced, found another attempt owning the task
+            self.drop_superseded()
+            return
         self.outcome = store.fail(control, blobs)
         self.after_step(store, secret_key, self.outcome)
 

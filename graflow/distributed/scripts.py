@@ -55,6 +55,21 @@ local function live(spec_id)
   end
   return state, nil
 end
+-- Another attempt of this activation owns it: one started after this one, or a redelivery
+-- waiting to run. Steps of a late attempt (a worker that stalled past its lease) are
+-- refused, as its channel writes are (graflow.channels.fenced): one owner's effects only.
+local function attempt_of(raw)
+  if not raw then return nil end
+  local ok, doc = pcall(cjson.decode, raw)
+  if not ok or type(doc) ~= 'table' then return nil end
+  return tonumber(doc.attempt or 1)
+end
+local function superseded(spec_id, attempt)
+  local r = attempt_of(redis.call('HGET', k('running'), spec_id))
+  if r then return r ~= attempt end
+  local p = attempt_of(redis.call('HGET', k('pending'), spec_id))
+  return p ~= nil and p > attempt
+end
 local function handover_of(spec_id)
   local out = {}
   local ho = redis.call('HGET', k('handover'), spec_id)
@@ -89,7 +104,13 @@ local state = redis.call('HGET', root, 'state')
 if not state then return enc({status = 'missing'}) end
 if FINAL[state] then return enc({status = 'final', state = state}) end
 if redis.call('HEXISTS', k('done'), spec_id) == 1 then
+  redis.call('HDEL', k('pending'), spec_id)  -- a redelivery of a completed activation: moot
   return enc({status = 'dup', enqueue = handover_of(spec_id)})
+end
+local r = attempt_of(redis.call('HGET', k('running'), spec_id))
+local p = attempt_of(redis.call('HGET', k('pending'), spec_id))
+if (r and r > tonumber(attempt)) or (p and p > tonumber(attempt)) then
+  return enc({status = 'superseded'})  -- a late start of an attempt redelivered meanwhile
 end
 local sp = redis.call('HGET', k('pending'), spec_id)
 redis.call('HDEL', k('pending'), spec_id)
@@ -128,10 +149,15 @@ if FINAL[state] and not late then
   redis.call('HDEL', k('running'), c.spec_id)
   return enc({status = 'final', state = state})
 end
-if redis.call('HSETNX', k('done'), c.spec_id, c.attempt) == 0 then
+if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then
   return enc({status = 'dup', enqueue = handover_of(c.spec_id)})
 end
+if not late and superseded(c.spec_id, c.attempt) then return enc({status = 'superseded'}) end
+redis.call('HSETNX', k('done'), c.spec_id, c.attempt)
 redis.call('HDEL', k('running'), c.spec_id)
+-- A redelivery of this activation waiting to run (its first attempt, thought lost, finished
+-- first) is moot: dropped in this step, so the run's end below does not wait for it.
+redis.call('HDEL', k('pending'), c.spec_id)
 redis.call('HSET', root, 'updated_at', c.now)
 if c.verdict == 'cancel' and c.branch == cjson.null then
   redis.call('HSET', root, 'error', c.message, 'failed_task', c.cancel_task, 'error_type', 'GraflowWorkflowCanceledError')
@@ -242,6 +268,7 @@ local state, stop = live(c.spec_id)
 if stop then return stop end
 -- Completed already (a poison verdict or a failure racing a commit): re-drive its hand-over.
 if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then return enc({status = 'dup', enqueue = handover_of(c.spec_id)}) end
+if superseded(c.spec_id, c.attempt) then return enc({status = 'superseded'}) end
 redis.call('HDEL', k('running'), c.spec_id)
 -- An activation that never started (its worker could not load the task) is still pending.
 redis.call('HDEL', k('pending'), c.spec_id)

@@ -1,8 +1,8 @@
 """Stop attempts whose run ended (``WorkflowRun.cancel()``, a failed sibling) while they ran.
 
-Why the heartbeat: it already talks to Redis every ``heartbeat/3`` seconds while a job
-runs, so one ``HGET`` of each running attempt's session state rides in the same
-pipeline (no extra round trip, no subscription to keep alive). A final state stops the
+Why the heartbeat: it beats every ``heartbeat/3`` seconds (1 s by default) anyway, so one
+``HGET`` of each running attempt's session state per beat is the whole cost (no
+subscription to keep alive; nothing at all while the worker is idle). A final state stops the
 attempt through its guard (``graflow.core.timeout``): the task gets the stop raised in
 its thread, the attempt fails with ``GraflowWorkflowCanceledError`` and its session step
 finds the run final, so nothing is scheduled and the worker takes its next job.

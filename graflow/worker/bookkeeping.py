@@ -44,9 +44,11 @@ _EXECUTION_PREFIX = "rq:execution:"
 
 # KEYS: the queue keys, in priority order. ARGV: 1 job key prefix, 2 started-registry
 # key prefix, 3 execution id, 4 execution key prefix, 5 executions-registry key prefix,
-# 6 bookkeeping TTL, 7 executions-registry score, 8 lease score (now + heartbeat),
-# 9 worker key, 10 worker name, 11 now (rq's text timestamp), 12 now (unix seconds),
-# 13 "1" to PERSIST the job hash, 14 the busy state, 15 the started status.
+# 6 bookkeeping TTL, 7 executions-registry score, 8 lease seconds, 9 worker key, 10 worker
+# name, 11 now (rq's text timestamp), 12 now (unix seconds), 13 "1" to PERSIST the job
+# hash, 14 the busy state, 15 the started status, 16 the leases key, 17 rq's started-registry
+# score for other jobs. A graflow job (id ``gf-…``) gets its lease on the Redis clock
+# (``graflow.worker.leases``) and a started-registry entry that rq's clean-up never expires.
 # Pops the first waiting job of the first non-empty queue and starts it as rq's
 # prepare_execution + prepare_job_execution would (same keys, fields and values); ids
 # whose job hash is gone are dropped, as rq's dequeue drops them. Returns
@@ -70,7 +72,13 @@ for _, queue in ipairs(KEYS) do
       redis.call('EXPIRE', execution, ttl)
       redis.call('ZADD', executions, ARGV[7], ARGV[3])
       redis.call('EXPIRE', executions, ttl + 60)
-      redis.call('ZADD', ARGV[2] .. origin, ARGV[8], composite)
+      if string.sub(id, 1, 3) == 'gf-' then
+        local t = redis.call('TIME')
+        redis.call('ZADD', ARGV[16], tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[8]), composite)
+        redis.call('ZADD', ARGV[2] .. origin, '+inf', composite)
+      else
+        redis.call('ZADD', ARGV[2] .. origin, ARGV[17], composite)
+      end
       redis.call('HSET', ARGV[9], 'state', ARGV[14], 'current_job', id,
                  'current_job_working_time', 0, 'last_heartbeat', ARGV[11])
       redis.call('EXPIRE', ARGV[9], ttl)
@@ -90,7 +98,8 @@ return false
 # but one reply to parse instead of one per command plus the EXEC array. ARGV holds,
 # per command, its argument count and then its arguments. With a KEYS[1] (a job hash),
 # nothing runs unless that job is still "queued": the start of a job another worker
-# started first (see ``prepare``) returns 0.
+# started first (see ``prepare``) returns 0. The pseudo-command ``LEASE key seconds
+# member`` adds ``member`` to ``key`` scored ``seconds`` past the Redis server's clock.
 BATCH_SCRIPT = """
 if KEYS[1] and redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
   return 0
@@ -98,14 +107,19 @@ end
 local i, n = 1, #ARGV
 while i <= n do
   local len = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + len))
+  if ARGV[i + 1] == 'LEASE' then
+    local t = redis.call('TIME')
+    redis.call('ZADD', ARGV[i + 2], tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[i + 3]), ARGV[i + 4])
+  else
+    redis.call(unpack(ARGV, i + 1, i + len))
+  end
   i = i + len + 1
 end
 return 1
 """
 
 # KEYS: 1 job, 2 dependents, 3 dependencies, 4 started registry, 5 execution registry,
-# 6 worker, 7 rq:suspended. ARGV: 1 job id, 2 this execution's id ("" if none),
+# 6 worker, 7 rq:suspended, 8 the leases. ARGV: 1 job id, 2 this execution's id ("" if none),
 # 3 seconds worked, 4 execution key prefix, 5 worker state to set ("" for none).
 # Returns -1 when rq's own path must run instead (nothing done: the job has dependents
 # to enqueue, or was moved out of "started", e.g. canceled, and sits in another
@@ -125,6 +139,7 @@ end
 for _, id in ipairs(ids) do
   local composite = ARGV[1] .. ':' .. id
   redis.call('ZREM', KEYS[4], composite)
+  redis.call('ZREM', KEYS[8], composite)
   redis.call('DEL', ARGV[4] .. composite)
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
@@ -164,6 +179,11 @@ def lean_success(worker: GraflowWorker, job: Job) -> bool:
     )
 
 
+def is_graflow_id(job_id: str) -> bool:
+    """A graflow job (``graflow.distributed.dispatch`` names them ``gf-…``): its lease is graflow's."""
+    return job_id.startswith("gf-")
+
+
 def started_registry_key(job: Job) -> str:
     """``job.started_job_registry.key`` without building the registry object."""
     return StartedJobRegistry.key_template.format(job.origin)
@@ -174,8 +194,8 @@ def prepare(worker: GraflowWorker, job: Job) -> Execution | None:
     the worker busy on it (rq: ``prepare_execution`` + ``prepare_job_execution`` +
     ``PERSIST``). The commands are rq's own, queued on a pipeline and run as one script.
 
-    The lease (the started-registry entry ``{job_id}:{execution_id}``) is created with
-    the score ``now + heartbeat`` directly.
+    A graflow job's lease (``{job_id}:{execution_id}`` in ``keys.leases``) is created
+    with the deadline ``heartbeat`` past the Redis server's clock (``graflow.worker.leases``).
 
     Returns None, having written nothing, when the job is no longer "queued": this
     worker stalled between rq's dequeue and this step long enough for the reaper to put
@@ -192,7 +212,14 @@ def prepare(worker: GraflowWorker, job: Job) -> Execution | None:
         ExecutionRegistry(job_id=job.id, connection=pipe).add(
             execution=execution, ttl=ttl, pipeline=pipe
         )
-        pipe.zadd(started_registry_key(job), {execution.composite_key: worker.lease_score()})
+        if is_graflow_id(job.id):
+            # The lease, on the Redis clock (``BATCH_SCRIPT``'s LEASE); rq's entry never expires.
+            pipe.execute_command(  # type: ignore[no-untyped-call]
+                "LEASE", worker.leases_key, repr(worker.lease_seconds), execution.composite_key
+            )
+            pipe.zadd(started_registry_key(job), {execution.composite_key: "+inf"})
+        else:
+            pipe.zadd(started_registry_key(job), {execution.composite_key: worker.rq_lease_score()})
         pipe.hset(
             worker.key,
             mapping={
@@ -256,6 +283,7 @@ def finish_success(worker: GraflowWorker, job: Job) -> int:
         ExecutionRegistry.key_template.format(job.id),
         worker.key,
         WORKERS_SUSPENDED,
+        worker.leases_key,
     ]
     args = [job.id, execution.id if execution else "", repr(worked), _EXECUTION_PREFIX, state]
     outcome = int(worker.success_script(keys=keys, args=args))
@@ -285,7 +313,7 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
             ExecutionRegistry.key_template.format(""),
             ttl,
             current_timestamp() + ttl + 60,  # ExecutionRegistry.add's score
-            worker.lease_score(),
+            repr(worker.lease_seconds),
             worker.key,
             worker.name,
             utcformat(moment),
@@ -293,6 +321,8 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
             "1" if persist else "0",
             WorkerStatus.BUSY.value,
             JobStatus.STARTED.value,
+            worker.leases_key,
+            worker.rq_lease_score(),
         ],
     )
     if not found:
@@ -319,6 +349,7 @@ __all__ = [
     "TAKE_SCRIPT",
     "GraflowJob",
     "finish_success",
+    "is_graflow_id",
     "lean_success",
     "prepare",
     "run_atomically",

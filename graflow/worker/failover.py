@@ -1,12 +1,12 @@
-"""Failover (§16.6): re-run the tasks of dead workers, fast and exactly once per attempt.
+"""Failover: re-run the tasks of dead workers, fast and exactly once per attempt.
 
-A running job's lease is its entry in rq's started-job registry, scored at
-*now + heartbeat* and refreshed every heartbeat/3 by its worker. The reaper runs in
-every worker at start-up and every heartbeat/3, one at a time per queue (a short
-Redis lock). Each lease that has expired belongs to a dead worker: the activation
-goes back to the session's pending set as attempt + 1 (one atomic, idempotent
-step), the new job is enqueued, and the old job is recorded in the failed registry
-as abandoned. rq's own cleanup would only mark it failed, minutes later.
+A running job's lease lives on the Redis server's clock and is renewed by the worker's
+supervisor (``graflow.worker.leases``). Each supervisor's lease pass (every heartbeat/3)
+returns the leases that ran out, already claimed for it: each belongs to a lost worker
+(a whole host, or a stopped supervisor: a dead child is handed back by its supervisor at
+once). The activation goes back to the session's pending set as attempt + 1 (one
+atomic, idempotent step), the new job is enqueued, and the old job is recorded in the
+failed registry as abandoned. rq's own cleanup would only mark it failed, minutes later.
 
 After ``max_redeliveries`` losses the task is a poison task: it fails the run (or
 its branch) with ``WorkerLostError`` instead of killing more workers.
@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ from graflow.distributed import dispatch, liveness
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import decode, encode
 from graflow.exceptions import WorkerLostError
+from graflow.worker import leases
 
 logger = logging.getLogger("graflow.failover")
 
@@ -42,12 +44,13 @@ def is_graflow_job(job: Job) -> bool:
 
 
 def record_abandoned(
-    connection: Any, job: Job, reason: str, worker_name: str, pipeline: Any, lease: Any = None
-) -> None:
+    connection: Any, job: Job, reason: str, worker_name: str, pipeline: Any, lease: Any = None,
+    leases_key: str | None = None,
+) -> None:  # fmt: skip
     """The old job as rq records a failure: status, failed registry, a Result with ``reason``;
-    its lease (``lease``, or found by scanning) leaves the started registry, and its
-    executions are deleted, as rq deletes them when a job ends (the lost worker never
-    will; they would outlive the failed job by a minute)."""
+    its started-registry entry (``lease``, or found by scanning) and its lease in
+    ``leases_key`` go, and its executions are deleted, as rq deletes them when a job ends
+    (the lost worker never will; they would outlive the failed job by a minute)."""
     from rq.executions import Execution, ExecutionRegistry
     from rq.registry import FailedJobRegistry, StartedJobRegistry
 
@@ -67,6 +70,8 @@ def record_abandoned(
     pipeline.delete(executions.key)
     if lease is not None:
         pipeline.zrem(started.key, lease)
+        if leases_key:
+            pipeline.zrem(leases_key, lease)
         return
     for member in connection.zrange(started.key, 0, -1):
         text = member.decode() if isinstance(member, bytes) else str(member)
@@ -85,7 +90,7 @@ _ALREADY = {"dup": "done"}
 
 def redeliver(
     connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
-    lease: Any = None, record: bool = True, timed_out: float | None = None,
+    lease: Any = None, record: bool = True, timed_out: float | None = None, leases_key: str | None = None,
 ) -> str:
     """Re-enqueue the activation of a graflow job whose attempt was lost; returns the
     reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``), unless
@@ -102,7 +107,7 @@ def redeliver(
             wire, attempt=wire.attempt + 1, timed_out=float(timed_out), enqueued_at=time.time(), not_before=0.0
         )
         return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record,
-                        ", which fails with TaskTimeoutError")
+                        ", which fails with TaskTimeoutError", leases_key)
     if wire.redeliveries >= max_redeliveries:
         from graflow.distributed.pool_engine import fail_activation
 
@@ -110,25 +115,26 @@ def redeliver(
         # The failure step does nothing to an activation that completed (its lost attempt
         # died after the commit: the step re-drives the hand-over instead) or a run that ended.
         status = str(fail_activation(store, wire, error, None).get("status"))
-        if status in ("dup", "final", "missing"):
+        if status in ("dup", "final", "missing", "superseded"):
             reason = f"abandoned: worker {lost_worker} {why}; activation already {_ALREADY.get(status, status)}"
         else:
             reason = f"abandoned: worker {lost_worker} {why}; poison task, run failed"
             logger.error("task %s of session %s lost %d times: %s", wire.task_id, wire.session_id, wire.attempt, error)
         if record:
             with connection.pipeline() as pipe:
-                record_abandoned(connection, job, reason, reaper, pipe, lease)
+                record_abandoned(connection, job, reason, reaper, pipe, lease, leases_key)
                 pipe.execute()
         return reason
     nxt = msgspec.structs.replace(
         wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
     )
-    return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record)
+    return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record,
+                    leases_key=leases_key)
 
 
 def _requeue(
     connection: Any, job: Job, wire: Any, nxt: Any, store: SessionStore, lost_worker: str, why: str,
-    reaper: str, lease: Any, record: bool, note: str = "",
+    reaper: str, lease: Any, record: bool, note: str = "", leases_key: str | None = None,
 ) -> str:  # fmt: skip
     """The session's redelivery step for ``nxt``, the old job recorded as abandoned, the
     hand-over to rq; returns the reason recorded."""
@@ -139,7 +145,7 @@ def _requeue(
         reason = f"abandoned: worker {lost_worker} {why}; activation already {status}"
     if record:
         with connection.pipeline() as pipe:
-            record_abandoned(connection, job, reason, reaper, pipe, lease)
+            record_abandoned(connection, job, reason, reaper, pipe, lease, leases_key)
             pipe.execute()
     hand_over(connection, wire, outcome)
     log = logger.warning if status in ("ok", "requeued") else logger.info
@@ -166,7 +172,8 @@ def hand_over(connection: Any, wire: Any, outcome: dict[str, Any]) -> None:
 
 
 class Reaper:
-    """Finds expired leases on the worker's queues and redelivers their tasks."""
+    """One lease pass (``leases.LeasePass``) and what it found: the tasks of expired leases
+    redelivered, jobs stuck between dequeue and start put back on their queue."""
 
     def __init__(self, connection: Any, queues: list[str], *, heartbeat: float, max_redeliveries: int,
                  name: str, prefix: str = keys.DEFAULT_PREFIX) -> None:  # fmt: skip
@@ -176,96 +183,80 @@ class Reaper:
         self.max_redeliveries = max_redeliveries
         self.name = name
         self.prefix = prefix
+        self.leases_key = keys.leases(prefix)
+        self._pass = leases.LeasePass(connection, prefix, self.queues, heartbeat,
+                                      stuck_after=max(0.5, STUCK_AFTER * heartbeat))  # fmt: skip
+        self._swept_at: float | None = None
 
-    def run_once(self) -> int:
-        """One pass over every queue; returns how many leases were reaped."""
+    def run_once(self, members: Iterable[str] = (), alive: Iterable[str] = ()) -> int:
+        """One pass: renew ``members`` (leases of live workers), mark the workers named in
+        ``alive`` alive, then act on what expired; returns how many jobs went back."""
+        found = self._pass.run(list(members), list(alive))
         reaped = 0
-        for queue in self.queues:
-            lock = keys.reaper_lock(self.prefix, queue)
-            token = uuid.uuid4().hex
-            if not self.connection.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
-                continue
+        for member in found.expired:
             try:
-                reaped += self._reap_queue(queue)
-                reaped += self._sweep_intermediate(queue)
-            finally:
-                if self.connection.get(lock) == token.encode():
-                    self.connection.delete(lock)
-        try:
-            # Repairs the live-run list after a crash between a run's end and its release
-            # (at most once a minute per prefix; see graflow.distributed.liveness).
-            liveness.sweep(self.connection, self.prefix)
-        except Exception:
-            logger.exception("reaper %s: could not sweep the live runs of %s", self.name, self.prefix)
+                reaped += self._reap(member)
+            except Exception:  # its claim runs out: a later pass retries
+                logger.exception("reaper %s: could not redeliver the job of lease %s", self.name, member)
+        for listed, job_id in found.stuck:
+            reaped += self._requeue_stuck(listed, job_id)
+        moment = time.monotonic()
+        if self._swept_at is None or moment - self._swept_at >= liveness.SWEEP_EVERY:
+            self._swept_at = moment
+            try:
+                # Repairs the live-run list after a crash between a run's end and its release
+                # (at most once a minute per prefix; see graflow.distributed.liveness).
+                liveness.sweep(self.connection, self.prefix)
+            except Exception:
+                logger.exception("reaper %s: could not sweep the live runs of %s", self.name, self.prefix)
         return reaped
 
-    def _reap_queue(self, queue: str) -> int:
+    def _reap(self, member: str) -> int:
+        """Redeliver the job of expired lease ``member`` if it still runs, as rq sees it."""
         from rq.registry import StartedJobRegistry
 
-        registry = StartedJobRegistry(queue, connection=self.connection, serializer=JSONSerializer)
-        expired = self.connection.zrangebyscore(registry.key, "-inf", time.time())
-        reaped = 0
-        for member in expired:
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            job_id = text.rsplit(":", 1)[0] if ":" in text else text
-            try:
-                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-            except Exception:
-                self.connection.zrem(registry.key, member)  # its job is gone; nothing to re-run
-                continue
-            if not is_graflow_job(job):
-                continue  # not ours: rq's own cleanup decides
-            lost = job.worker_name or "unknown"
-            try:
-                redeliver(self.connection, job, lost_worker=lost, why="lost", lease=member,
-                          max_redeliveries=self.max_redeliveries, reaper=self.name)  # fmt: skip
-                reaped += 1
-            except Exception:
-                logger.exception("reaper %s: could not redeliver %s", self.name, job_id)
-        return reaped
+        job_id = member.rsplit(":", 1)[0]
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except Exception:
+            job = None
+        started = StartedJobRegistry.key_template.format(job.origin) if job is not None else None
+        if job is None or not is_graflow_job(job) or self.connection.zscore(started, member) is None:
+            # Its job is gone, or ended without taking its lease along: nothing to re-run.
+            self.connection.zrem(self.leases_key, member)
+            return 0
+        lock, token = keys.reaper_lock(self.prefix, job.origin), uuid.uuid4().hex
+        if not self.connection.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+            return 0  # a hand-back of that queue is under way; the claim runs out, a later pass looks again
+        try:
+            if self.connection.zscore(started, member) is None:
+                self.connection.zrem(self.leases_key, member)  # handed back meanwhile
+                return 0
+            redeliver(self.connection, job, lost_worker=job.worker_name or "unknown", why="lost", lease=member,
+                      max_redeliveries=self.max_redeliveries, reaper=self.name,
+                      leases_key=self.leases_key)  # fmt: skip
+        finally:
+            if self.connection.get(lock) == token.encode():
+                self.connection.delete(lock)
+        return 1
 
-    def _sweep_intermediate(self, queue: str) -> int:
-        """Put back graflow jobs a worker dequeued but never started (it died in between).
+    def _requeue_stuck(self, listed: str, job_id: str) -> int:
+        """Put back a graflow job a worker dequeued but never started (it died in between).
 
         rq's blocking dequeue moves a job id to ``rq:queue:Q:intermediate``; the worker then
         starts it (lease, status "started", off the intermediate list) in one step. A worker
         lost between the two leaves a queued job that nobody holds and that has no lease to
         expire; rq's own clean-up only marks it failed, minutes later. A graflow job still
-        there, still "queued", ``STUCK_AFTER`` × heartbeat after the reaper first saw it, goes
+        there, still "queued", ``STUCK_AFTER`` × heartbeat after a pass first saw it, goes
         back to the head of its queue, same job id (it never started: no attempt is used).
         """
-        from rq.intermediate_queue import IntermediateQueue
-        from rq.queue import Queue
-
-        queue_key = Queue.redis_queue_namespace_prefix + queue
-        listed = IntermediateQueue.get_intermediate_queue_key(queue_key)
-        seen_key = keys.reaper_lock(self.prefix, queue) + ":seen"
-        ids = {_text(i) for i in self.connection.lrange(listed, 0, -1)}
-        ids = {i for i in ids if i.startswith("gf-")}
-        seen = {_text(k): float(v) for k, v in self.connection.hgetall(seen_key).items()}
-        gone = [i for i in seen if i not in ids]
-        if gone:
-            self.connection.hdel(seen_key, *gone)
-        if not ids:
+        queue_key = listed.removesuffix(":intermediate")
+        back = self.connection.eval(_REQUEUE_STUCK, 3, listed, queue_key, Job.key_for(job_id), job_id)
+        if back != 1:
             return 0
-        now_ = time.time()
-        grace = max(0.5, STUCK_AFTER * self.heartbeat)
-        moved = 0
-        for job_id in ids:
-            first = seen.get(job_id)
-            if first is None:
-                self.connection.hset(seen_key, job_id, now_)
-                continue
-            if now_ - first < grace:
-                continue
-            back = self.connection.eval(_REQUEUE_STUCK, 3, listed, queue_key, Job.key_for(job_id), job_id)
-            self.connection.hdel(seen_key, job_id)
-            if back == 1:
-                moved += 1
-                logger.warning("reaper %s: job %s was dequeued by a lost worker before it started; "
-                               "back on queue %s", self.name, job_id, queue)  # fmt: skip
-        self.connection.expire(seen_key, int(10 * self.heartbeat) + 60)
-        return moved
+        logger.warning("reaper %s: job %s was dequeued by a lost worker before it started; "
+                       "back on queue %s", self.name, job_id, queue_key.rsplit(":", 1)[-1])  # fmt: skip
+        return 1
 
 
 #: A job dequeued but not started for this many heartbeats belongs to a lost worker (a

@@ -24,9 +24,8 @@ is another process, with a GIL of its own, so it does the killing:
 
 Limits: attempts in group-member threads publish no deadline (only main-thread
 attempts run alone in their process, so only they can be killed without taking others
-down); there the attempt ends when the C call returns. A lease shorter than
-``timeout + GRACE`` may expire first while the GIL is held (its heartbeat thread cannot
-run either): another worker's reaper then redelivers the job as lost.
+down); there the attempt ends when the C call returns. The lease is not at risk meanwhile: the
+supervisor renews it (``graflow.worker.leases``), not a thread of the stuck process.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""The cadence of heartbeats: a thread for in-process jobs, a precise timer for forked ones.
+"""The cadence of a worker process's heartbeats: a thread in-process, a precise timer with ``--fork``.
 
-A lease is refreshed every ``heartbeat/3`` seconds (3.33 s by default). In-process, the
-job occupies the main thread, so a daemon thread does it. With ``--fork``, rq's parent
-loop waits for the horse under a SIGALRM timeout of ``job_monitoring_interval`` and
-heartbeats each time it fires; rq arms it with ``signal.alarm``, whole seconds only.
+Every ``heartbeat/3`` seconds (1 s by default) a beat checks whether the runs of running
+attempts ended (cancel) and, every ``WORKER_KEY_BEAT``, refreshes rq's worker key. Leases
+are not its job: the supervisor renews them from its own process (``graflow.worker.leases``),
+so a task that holds this process's GIL cannot lose its lease. (A ``GraflowWorker`` run
+without a supervisor renews its own lease from here.) In-process, the job occupies the
+main thread, so a daemon thread beats. With ``--fork``, rq's parent loop waits for the
+horse under a SIGALRM timeout of ``job_monitoring_interval`` and beats each time it fires;
+rq arms it with ``signal.alarm``, whole seconds only.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Why a subclass and not rq as-is (§16.6, §16.7):
 
-* **Leases.** A running job's lease is its ``{job_id}:{execution_id}`` entry in the
-  queue's ``StartedJobRegistry``; its score is the lease expiry. rq scores it
-  ``now + job_monitoring_interval + 60`` (``+inf`` for ``job_timeout=-1``), far too late
-  for failover. Here the score is ``now + heartbeat`` from the moment the job starts
-  (``prepare_execution``) and is refreshed every ``heartbeat/3`` seconds: by a daemon
-  thread when the job runs in this process, by rq's own parent-side monitor loop
-  (``maintain_heartbeats``) when it runs in a forked work horse.
+* **Leases.** A running graflow job's lease is its ``{job_id}:{execution_id}`` entry in
+  ``keys.leases``, scored with a deadline on the Redis server's clock and renewed by the
+  supervisor, another process (``graflow.worker.leases``): a task holding the GIL cannot
+  starve it, and no worker's clock is compared with another's. rq's started-registry
+  entry of a graflow job never expires (rq's clean-up leaves it to graflow's reaper).
+  Without a supervisor (a ``GraflowWorker`` built directly) the heartbeat thread renews
+  and reaps itself, through the same pass.
 * **In-process by default.** rq forks once per job (about 10 ms); the throughput target
   needs ``SimpleWorker``-style execution, and a dying worker is covered by failover.
 * **Signals.** First SIGTERM/SIGINT: finish the running job, exit 0 (rq's warm
@@ -37,17 +37,18 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.logutils import blue, green
 from rq.queue import Queue
-from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker import DequeueStrategy, Worker, WorkerStatus
 
-from graflow.worker import attempt_watch, bookkeeping
+from graflow import keys
+from graflow.worker import attempt_watch, bookkeeping, leases
 from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.delayed import enqueue_due, seconds_until_next
 from graflow.worker.handback import hand_back_job
 from graflow.worker.heartbeat import HeartbeatThread, ItimerDeathPenalty
+from graflow.worker.scheduler import GraflowScheduler
 
 log = logging.getLogger(__name__)
 
@@ -57,44 +58,9 @@ _BURST_POLL = 0.25
 #: check at the top of the next loop turn (which comes microseconds later).
 _SUSPENSION_FRESH = 1.0
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-class GraflowScheduler(RQScheduler):
-    """rq's scheduler process (delayed retries), made to outlive a Redis outage.
-
-    rq's dies on its first connection error and its worker restarts it only in the
-    maintenance pass (every 10 minutes), so after a Redis restart delayed retries would
-    stall that long. This one waits for Redis (back-off up to 5 s) and carries on.
-
-    And it stops with its worker: rq's outlives a worker that crashed or was killed
-    alone, as an orphan holding the scheduler lock forever.
-    """
-
-    _worker_pid = 0
-
-    def start(self) -> Any:
-        self._worker_pid = os.getpid()  # before the fork: the scheduler's parent
-        return super().start()  # type: ignore[no-untyped-call]
-
-    def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
-        from graflow.worker.supervisor import _stop_with_parent
-
-        # SIGTERM (a clean stop: the lock is released) when the worker process dies.
-        _stop_with_parent(self._worker_pid or os.getppid())
-
-    def work(self) -> None:
-        delay = 0.25
-        while True:
-            try:
-                super().work()  # type: ignore[no-untyped-call]
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                if self._stop_requested:
-                    return
-                self.log.warning("Scheduler: Redis unreachable (%s); retrying in %.2f s", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+#: Seconds between heartbeats of rq's worker key (and the job's execution TTLs). Liveness
+#: is the lease's job; this only keeps rq's view (``rq info``, dashboards) current.
+WORKER_KEY_BEAT = 10.0
 
 
 class ColdShutdown(SystemExit):
@@ -149,6 +115,9 @@ class GraflowWorker(Worker):
         self._in_job_function = False
         self._cold_shutdown = False
         self._last_tick = 0.0
+        self._key_beat_at = 0.0
+        #: The lease pass of an unsupervised worker (``leases.LeasePass``), made on first use.
+        self._own_pass: Any = None
         self._ticker: HeartbeatThread | None = None
         #: The job whose start ``prepare_execution`` wrote in full (rq's horse-side
         #: ``prepare_job_execution`` then has nothing left to write).
@@ -158,7 +127,7 @@ class GraflowWorker(Worker):
         #: When a success step last read "not suspended" (monotonic), for the next check.
         self._not_suspended_at: float | None = None
         kwargs.setdefault("default_result_ttl", 0)  # graflow keeps results itself
-        kwargs.setdefault("worker_ttl", max(20, math.ceil(3 * self.lease_seconds)))
+        kwargs.setdefault("worker_ttl", max(60, math.ceil(3 * self.lease_seconds)))
         super().__init__(
             queues,
             name=name,
@@ -189,23 +158,32 @@ class GraflowWorker(Worker):
                 why = f"had its work horse killed: its task ran past its timeout of {timed_out:g} s and did not stop"
             reason = failover.redeliver(self.connection, job, lost_worker=self.name, why=why,
                                         max_redeliveries=self.max_redeliveries, reaper=self.name,
-                                        timed_out=timed_out)  # fmt: skip
+                                        timed_out=timed_out, leases_key=self.leases_key)  # fmt: skip
             # rq records the failure right after this hook: with this reason, not its own.
             self._abandoned_reasons[job.id] = reason
 
     def on_tick(self) -> None:
-        """Runs at start-up and about every ``heartbeat/3`` s: the failover reaper.
+        """Runs at start-up and about every ``heartbeat/3`` s in a worker without a
+        supervisor: its own lease pass (renewal, then the failover reaper). A supervised
+        worker leaves both to its supervisor (``graflow.worker.supervisor``)."""
+        if leases.installed() is not None:
+            return
+        self.own_reaper().run_once(self.own_lease_members(), [self.name])
 
-        In-process mode calls it from the heartbeat thread; ``--fork`` mode from the
-        main loop (idle wake-ups and rq's horse-monitor loop).
-        """
+    def own_reaper(self) -> Any:
         from graflow.worker.failover import Reaper
 
         if self._reaper is None:
             self._reaper = Reaper(self.connection, self.queue_names(), heartbeat=self.lease_seconds,
                                   max_redeliveries=self.max_redeliveries, name=self.name,
                                   prefix=self.key_prefix)  # fmt: skip
-        self._reaper.run_once()
+        return self._reaper
+
+    def own_lease_members(self) -> list[str]:
+        execution, job = self.execution, self.current_job
+        if self._lease_active and execution is not None and job is not None and bookkeeping.is_graflow_id(job.id):
+            return [execution.composite_key]
+        return []
 
     def hand_back(self, job: Job) -> Job | None:
         """Give ``job`` back to its queue after a second signal.
@@ -220,7 +198,8 @@ class GraflowWorker(Worker):
         if failover.is_graflow_job(job):
             failover.redeliver(self.connection, job, lost_worker=self.name,
                                why="stopped by a second signal; handed back",
-                               max_redeliveries=self.max_redeliveries + 1, reaper=self.name)  # fmt: skip
+                               max_redeliveries=self.max_redeliveries + 1, reaper=self.name,
+                               leases_key=self.leases_key)  # fmt: skip
             return None
         return hand_back_job(self, job)
 
@@ -249,27 +228,33 @@ class GraflowWorker(Worker):
     # ---------------------------------------------------------------- leases
     @property
     def bookkeeping_ttl(self) -> int:
-        """TTL of rq's bookkeeping keys while a job runs (the lease itself is the score).
+        """TTL of rq's bookkeeping keys while a job runs (the execution, the worker key).
 
-        The extra minute keeps the execution hash readable after a lease expired, so the
-        reaper can still see which worker held it.
+        Refreshed every ``WORKER_KEY_BEAT`` s; the margin keeps them readable through a
+        task that holds the GIL for a minute or two (liveness is the lease's job, not theirs).
         """
-        return math.ceil(self.lease_seconds) + 60
+        return math.ceil(self.lease_seconds) + 120
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         return self.bookkeeping_ttl
 
-    def lease_score(self) -> float:
+    @property
+    def leases_key(self) -> str:
+        return keys.leases(self.key_prefix)
+
+    def rq_lease_score(self) -> float:
+        """rq's started-registry score for a job that is not graflow's: rq's own clock rule."""
         return time.time() + self.lease_seconds
 
-    def _write_lease(self, pipeline: Any, job: Job, execution: Execution) -> None:
-        # XX and EXPIRE never create anything: a refresh racing with the job's
-        # clean-up cannot resurrect a finished entry.
-        ttl = self.get_heartbeat_ttl(job)
-        registry_key = job.started_job_registry.key
-        pipeline.zadd(registry_key, {execution.composite_key: self.lease_score()}, xx=True)
-        pipeline.expire(execution.key, ttl)
-        pipeline.expire(ExecutionRegistry.key_template.format(job.id), ttl + 60)
+    def _write_rq_lease(self, pipeline: Any, job: Job, execution: Execution) -> None:
+        # XX never creates anything: a refresh racing with the job's clean-up cannot
+        # resurrect a finished entry.
+        pipeline.zadd(job.started_job_registry.key, {execution.composite_key: self.rq_lease_score()}, xx=True)
+
+    def _publish_lease(self, member: str | None) -> None:
+        slot = leases.installed()
+        if slot is not None:
+            slot.publish(member)
 
     def prepare_execution(self, job: Job) -> Execution:
         """rq's ``prepare_execution`` and ``prepare_job_execution`` in one atomic step, with
@@ -285,22 +270,36 @@ class GraflowWorker(Worker):
         self._prepared_job_id = job.id
         self.current_job = job
         self._lease_active = True
+        if bookkeeping.is_graflow_id(job.id):
+            self._publish_lease(self.execution.composite_key)  # the supervisor renews it from now on
         return self.execution
 
     def beat(self) -> None:
-        """One heartbeat: rq's worker key and, while a job runs, its lease."""
+        """One heartbeat, every ``heartbeat/3`` s: the stop checks of running attempts
+        (cancel), the lease of a job that is not graflow's, and every ``WORKER_KEY_BEAT``
+        rq's worker key and the execution TTLs. Nothing at all when idle in between."""
         job, execution = self.current_job, self.execution
+        moment = time.monotonic()
+        key_due = moment - self._key_beat_at >= WORKER_KEY_BEAT
+        running = self._lease_active and job is not None and execution is not None
         with self.connection.pipeline(transaction=False) as pipeline:
-            self.heartbeat(pipeline=pipeline)
-            if self._lease_active and job is not None and execution is not None:
-                self._write_lease(pipeline, job, execution)
+            if key_due:
+                self.heartbeat(pipeline=pipeline)
+                if running:
+                    ttl = self.get_heartbeat_ttl(job)  # type: ignore[arg-type]
+                    pipeline.expire(execution.key, ttl)  # type: ignore[union-attr]
+                    pipeline.expire(ExecutionRegistry.key_template.format(job.id), ttl + 60)  # type: ignore[union-attr]
+            if running and not bookkeeping.is_graflow_id(job.id):  # type: ignore[union-attr]
+                self._write_rq_lease(pipeline, job, execution)  # type: ignore[arg-type]
             # Has the run of a running attempt ended (cancel)? Then stop that attempt.
             horse_job = job if self.fork and self.horse_pid and self._lease_active else None
             checks = attempt_watch.StopChecks(pipeline, horse_job)
-            results = pipeline.execute()
+            results = pipeline.execute() if len(pipeline) else []
         checks.apply(results, self.kill_horse)
-        if results and results[0] == 1:  # the worker hash had expired: write it again
-            self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
+        if key_due:
+            self._key_beat_at = moment
+            if results and results[0] == 1:  # the worker hash had expired: write it again
+                self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
         self._tick(force=True)
 
     def maintain_heartbeats(self, job: Job) -> None:
@@ -360,6 +359,7 @@ class GraflowWorker(Worker):
             self._lease_active = False
             self._in_job_function = False
             self.current_job = None
+            self._publish_lease(None)
         if self._cold_shutdown:
             raise ColdShutdown()
         return ok
@@ -383,6 +383,13 @@ class GraflowWorker(Worker):
             job.ended_at = job.last_heartbeat = now()
             return
         super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def cleanup_execution(self, job: Job, pipeline: Any) -> None:
+        """rq's clean-up of an execution (success and failure paths); the lease goes with it."""
+        execution = self.execution
+        super().cleanup_execution(job, pipeline)  # clears self.execution
+        if execution is not None and bookkeeping.is_graflow_id(job.id):
+            pipeline.zrem(self.leases_key, execution.composite_key)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
         """rq's success handling; a ``result_ttl=0`` job in one round trip (``bookkeeping``)."""
@@ -499,9 +506,9 @@ class GraflowWorker(Worker):
         self._tick(force=True)
 
     def clean_registries(self) -> None:
-        """rq's registry clean-up, after a reaper pass: rq would move expired graflow leases
-        to the failed registry itself (redelivering through the failure callback, but
-        recording its own reason instead of "abandoned: …")."""
+        """rq's registry clean-up, after a reaper pass (of an unsupervised worker). rq
+        never expires a graflow job's started entry (its lease is graflow's, on the Redis
+        clock); other jobs' entries are rq's to clean."""
         self._tick(force=True)
         super().clean_registries()  # type: ignore[no-untyped-call]
 

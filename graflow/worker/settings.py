@@ -9,7 +9,7 @@ so it is left out of ``repr`` and shown only through ``display_url``.
 Variables (each a flag's fallback, so a container needs no command line):
 ``GRAFLOW_REDIS_URL`` / ``REDIS_URL`` (+ ``REDIS_PASSWORD``), ``GRAFLOW_KEY_PREFIX``,
 ``GRAFLOW_QUEUE`` (comma-separated, priority order; default: the prefix),
-``GRAFLOW_CONCURRENCY`` (default 1), ``GRAFLOW_HEARTBEAT`` (10) and
+``GRAFLOW_CONCURRENCY`` (default 1), ``GRAFLOW_HEARTBEAT`` (3) and
 ``GRAFLOW_MAX_REDELIVERIES`` (3), ``GRAFLOW_TASK_TIMEOUT`` (off); the restart policy's four (``graflow.worker.restarts``).
 An empty variable counts as unset.
 """
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     import redis
 
 DEFAULT_URL = "redis://localhost:6379/0"
-DEFAULT_HEARTBEAT = 10.0
+#: The lease (seconds): a whole worker lost is failed over 3-4 s later (renewed every
+#: heartbeat/3 by the supervisor, one Redis command per pass; see graflow.worker.leases).
+DEFAULT_HEARTBEAT = 3.0
 DEFAULT_MAX_REDELIVERIES = 3
 #: The shortest lease we accept: below this, ordinary GC pauses would expire leases.
 MIN_HEARTBEAT = 0.5

@@ -6,6 +6,10 @@ not the pool. Children are forked (start method ``fork``): modules loaded by
 ``--import`` are inherited and start-up stays cheap. The parent forwards SIGTERM and
 SIGINT, so one signal to the supervisor is a warm stop for all and a second a cold one.
 
+The supervisor owns the leases of its children's running jobs: it renews them and reaps
+the pool's expired ones, one Redis round trip per ``heartbeat/3`` (``lease_keeper``), so a
+task that holds the GIL or stops its process cannot lose its lease.
+
 A child that dies on its own (a task that kills its process, the OOM killer) is
 restarted under the same name after a back-off (``restarts.RestartPolicy``). The
 moment it dies, the supervisor hands the job it was running back through the
@@ -49,7 +53,8 @@ from graflow.cli.common import (
     exit_code_for,
     fail,
 )
-from graflow.worker import hard_timeout
+from graflow.worker import hard_timeout, leases
+from graflow.worker.lease_keeper import LeaseKeeper
 from graflow.worker.restarts import SlotHistory
 from graflow.worker.runner import PendingSignals, run_worker
 from graflow.worker.settings import WorkerSettings
@@ -75,12 +80,15 @@ def _stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child_main(settings: WorkerSettings, name: str, parent: int, shared: Any = None) -> None:
+def _child_main(settings: WorkerSettings, name: str, parent: int, shared: Any = None, lease: Any = None) -> None:
     """Body of one child process: the same ``run_worker`` as a single-process worker;
-    ``shared``: its slot's memory for attempt deadlines (``hard_timeout``)."""
+    ``shared``: its slot's memory for attempt deadlines (``hard_timeout``); ``lease``: its
+    slot's memory for the lease the supervisor renews (``leases``)."""
     _child_pending.install()
     if shared is not None:
         hard_timeout.install(shared)
+    if lease is not None:
+        leases.install(lease)
     _stop_with_parent(parent)
     try:
         code = run_worker(settings, name, _child_pending)
@@ -106,6 +114,8 @@ class _Slot:
     shared: Any = None
     #: The timeout the supervisor killed this process for (it ran a stuck attempt itself).
     timed_out: float | None = None
+    #: The lease its process publishes for the supervisor to renew (``leases.LeaseSlot``).
+    lease: Any = None
 
 
 class Supervisor:
@@ -122,6 +132,14 @@ class Supervisor:
         self._fatal = False
         self._redis: Any = None
         self._ctx: Any = None
+        self.keeper = LeaseKeeper(self._connection, queues=list(settings.queues), prefix=settings.prefix,
+                                  heartbeat=settings.heartbeat, max_redeliveries=settings.max_redeliveries,
+                                  name=f"{settings.name or 'worker'}-supervisor")  # fmt: skip
+
+    def _connection(self) -> Any:
+        if self._redis is None:
+            self._redis = self.settings.connect()
+        return self._redis
 
     @property
     def children(self) -> list[Any]:
@@ -168,9 +186,12 @@ class Supervisor:
         slot.timed_out = None
         if slot.shared is None:
             slot.shared = hard_timeout.new_slot(self._ctx)
+            slot.lease = leases.LeaseSlot.new(self._ctx)
         hard_timeout.clear(slot.shared)
+        slot.lease.publish(None)
         child = self._ctx.Process(
-            target=_child_main, args=(self.settings, slot.name, os.getpid(), slot.shared), name=slot.name
+            target=_child_main, args=(self.settings, slot.name, os.getpid(), slot.shared, slot.lease),
+            name=slot.name,
         )
         child.start()
         slot.process = child
@@ -188,10 +209,11 @@ class Supervisor:
             waiting = [s for s in self.slots if s.restart_at is not None]
             if not live and not waiting:
                 return
-            timeout = 1.0
+            self.keeper.maybe_pass([(s.name, s.lease) for s in live])
+            timeout = min(1.0, self.keeper.due_in())
             if waiting:  # short naps: a signal must not wait for a back-off to end
                 due = min(s.restart_at for s in waiting if s.restart_at is not None)
-                timeout = max(0.0, min(0.1, due - time.monotonic()))
+                timeout = max(0.0, min(timeout, 0.1, due - time.monotonic()))
             if live:
                 multiprocessing.connection.wait([s.process.sentinel for s in live], timeout=timeout)
             else:
@@ -286,8 +308,7 @@ class Supervisor:
 
         settings = self.settings
         try:
-            if self._redis is None:
-                self._redis = settings.connect()
+            self._connection()
             held = read_registration(self._redis, name)
             queues = [*settings.queues, *(held.queues if held else [])]
             hand_back_jobs(self._redis, name, queues, prefix=settings.prefix,

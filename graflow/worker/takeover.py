@@ -8,10 +8,10 @@ under ``init: true``). So a worker about to register first checks who holds its 
 
 * nobody, or a worker that registered its death: the name is free;
 * a worker proven dead (same host and its pid gone, a zombie, this very process, or a
-  process started after the registration; or, on any host, a heartbeat older than the
-  lease, which is when the reaper would give its job away too): its running graflow
-  jobs are redelivered at once (``failover.redeliver``, the reaper's path) and its
-  registration is dropped;
+  process started after the registration; or, on any host, its liveness key lapsed: no
+  lease pass renewed it for a lease, on the Redis server's clock, which is when the
+  reaper would give its job away too): its running graflow jobs are redelivered at once
+  (``failover.redeliver``, the reaper's path) and its registration is dropped;
 * a live worker: wait up to one lease for it to prove dead, else refuse (``ConfigError``).
 
 The supervisor uses the same hand-back the moment a child dies, so a task that kills its
@@ -37,6 +37,7 @@ from typing import Any
 
 from graflow import keys
 from graflow.exceptions import ConfigError
+from graflow.worker import leases
 
 log = logging.getLogger("graflow.worker")
 
@@ -89,8 +90,11 @@ class Registration:
         except ValueError:
             return None
 
-    def dead_because(self, lease_seconds: float, now: float | None = None) -> str | None:
-        """Why this registration's worker is certainly dead, or None if it may be alive."""
+    def dead_because(self, lease_seconds: float, alive: bool = True) -> str | None:
+        """Why this registration's worker is certainly dead, or None if it may be alive.
+
+        ``alive``: its liveness key (``keys.worker_alive``) exists. It lapses a lease after
+        the last pass that renewed it, on the Redis server's clock: no host's clock decides."""
         if "death" in self.fields:
             return "it registered its death"
         pid, birth = self.pid, self._time("birth")
@@ -105,10 +109,8 @@ class Registration:
             started = _process_started_at(pid)
             if started is not None and birth is not None and started > birth + _START_SLACK:
                 return f"its pid {pid} now belongs to a process started after it registered"
-        beat = self._time("last_heartbeat") or birth
-        moment = time.time() if now is None else now
-        if beat is not None and moment - beat > lease_seconds:
-            return f"its last heartbeat is {moment - beat:.1f} s old (lease {lease_seconds:g} s)"
+        if not alive:
+            return f"its liveness lapsed (no lease pass renewed it for {lease_seconds:g} s)"
         return None
 
 
@@ -172,7 +174,8 @@ def hand_back_jobs(
                 try:
                     reasons.append(failover.redeliver(connection, job, lost_worker=name, why=why, lease=member,
                                                        max_redeliveries=max_redeliveries, reaper=by,
-                                                       timed_out=timed_out))  # fmt: skip
+                                                       timed_out=timed_out,
+                                                       leases_key=keys.leases(prefix)))  # fmt: skip
                 except Exception:  # its lease stays: the reaper retries once it expires
                     log.exception("%s: could not hand back job %s of dead worker %s", by, job_id, name)
     return reasons
@@ -212,7 +215,7 @@ def claim_name(
         held = read_registration(connection, name)
         if held is None:
             return None
-        reason = held.dead_because(lease_seconds)
+        reason = held.dead_because(lease_seconds, alive=leases.is_alive(connection, prefix, name))
         if reason is not None:
             break
         if stopping() or time.monotonic() > deadline:
@@ -233,6 +236,12 @@ def claim_name(
         )
     drop_registration(connection, name, [*queues, *held.queues])
     return reason
+
+
+def register_alive(connection: Any, name: str, *, prefix: str, lease_seconds: float) -> None:
+    """Mark ``name`` alive for one lease, right after claiming it: until its supervisor's
+    first pass renews it, a worker looking at the name must not take it for dead."""
+    leases.mark_alive(connection, prefix, name, lease_seconds)
 
 
 def _process_state(pid: int) -> str | None:
@@ -276,5 +285,6 @@ __all__ = [
     "drop_registration",
     "hand_back_jobs",
     "read_registration",
+    "register_alive",
     "worker_key",
 ]

@@ -146,8 +146,11 @@ def test_without_persistence_the_session_is_gone(private_redis: PrivateRedis) ->
         with pytest.raises(SessionNotFoundError):
             WorkflowRun.attach(run.session_id, redis_url=private_redis.url, key_prefix=pool.prefix)
         # The worker finishes the task, finds no session to commit to, and says so.
-        wait_until(lambda: f"session {run.session_id} does not exist" in pool.log_text(index), 15,
-                   "the worker to log the lost session")  # fmt: skip
+        try:
+            wait_until(lambda: f"session {run.session_id} does not exist" in pool.log_text(index), 15,
+                       "the worker to log the lost session")  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{pool.logs_text()}") from None
         log = pool.log_text(index)
         assert "does not exist" in log, log
         assert all(p.poll() is None for p in pool.procs), pool.logs_text()

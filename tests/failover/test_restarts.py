@@ -118,9 +118,11 @@ def test_a_registration_is_dead_only_when_proven() -> None:
     assert "is now this process" in (mine.dead_because(10.0) or "")
     parent = Registration("w", {**here, "pid": str(os.getppid())})  # alive, started before birth
     assert parent.dead_because(10.0) is None
-    assert "last heartbeat" in (parent.dead_because(10.0, now=time.time() + 11) or "")
+    # Its liveness key lapsed (no lease pass for a lease, on Redis's clock): dead, whatever the clocks say.
+    assert "liveness lapsed" in (parent.dead_because(10.0, alive=False) or "")
     elsewhere = Registration("w", {**here, "hostname": "another-host", "pid": "1"})
     assert elsewhere.dead_because(10.0) is None  # a pid on another host proves nothing
+    assert "liveness lapsed" in (elsewhere.dead_because(10.0, alive=False) or "")
     assert "registered its death" in (Registration("w", {**here, "death": stamp}).dead_because(10.0) or "")
 
 

@@ -266,7 +266,7 @@ def test_a_stalled_worker_does_not_run_a_job_put_back_and_started_elsewhere(
         worker.register_birth()
     try:
         job, queue = Queue.dequeue_any(stalled.queues, None, connection=redis_client, serializer=stalled.serializer)
-        wait_until(lambda: reaper._sweep_intermediate(queue_name) == 1, 5, "the reaper to put the job back")
+        wait_until(lambda: reaper.run_once() == 1, 5, "the reaper to put the job back")
         assert rq_queue(redis_client, queue_name).job_ids == [job_id]
         taken = bookkeeping.take(other)
         assert taken is not None and taken[0].id == job_id
@@ -278,4 +278,6 @@ def test_a_stalled_worker_does_not_run_a_job_put_back_and_started_elsewhere(
     finally:
         for worker in (stalled, other):
             worker.register_death()
-        redis_client.delete(f"{queue_name}:reaper:{queue_name}:seen")
+        from graflow import keys
+
+        redis_client.delete(keys.intermediate_seen(queue_name), keys.lease_clock(queue_name), keys.leases(queue_name))

@@ -15,7 +15,7 @@ from graflow.exceptions import ConfigError
 from graflow.worker.handback import handback_id
 from graflow.worker.main import build_parser, settings_from_args
 from graflow.worker.runner import RedactFilter
-from graflow.worker.settings import WorkerSettings
+from graflow.worker.settings import DEFAULT_HEARTBEAT, WorkerSettings
 
 S = WorkerSettings.from_env_and_args
 
@@ -61,7 +61,7 @@ def test_queues_prefix_and_numbers() -> None:
         and s.heartbeat == 2.0
         and s.max_redeliveries == 0
     )
-    assert S(env={}).heartbeat == 10.0 and S(env={}).max_redeliveries == 3
+    assert S(env={}).heartbeat == DEFAULT_HEARTBEAT == 3.0 and S(env={}).max_redeliveries == 3
     assert S(name="w", concurrency=3, env={}).worker_names() == ["w-1", "w-2", "w-3"]
     assert S(name="w", env={}).worker_names() == ["w"]
     assert S(env={}).name  # host-pid by default
@@ -95,7 +95,7 @@ def test_queue_concurrency_and_heartbeat_from_env() -> None:
     # unset or empty: the prefix is the queue, one process (compose passes empty values)
     for blank in ({}, {"GRAFLOW_QUEUE": "", "GRAFLOW_CONCURRENCY": "", "GRAFLOW_HEARTBEAT": " "}):
         s = S(env={"GRAFLOW_KEY_PREFIX": "px", **blank})
-        assert s.queues == ("px",) and s.concurrency == 1 and s.heartbeat == 10.0
+        assert s.queues == ("px",) and s.concurrency == 1 and s.heartbeat == 3.0
     assert S(env={"GRAFLOW_QUEUE": " , "}).queues == ("graflow",)
     for bad in ("0", "-1", "2.5", "many"):
         with pytest.raises(ConfigError, match="GRAFLOW_CONCURRENCY"):
