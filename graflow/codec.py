@@ -1,4 +1,4 @@
-"""The one pickle envelope graflow writes and reads (api-contract §15).
+"""The one pickle envelope graflow writes and reads (see docs/architecture.md).
 
 Layout: ``b"GFLW"``, version ``0x01``, flags (bit0 signed, bit1 zlib), purpose, then
 -- if signed -- a 32-byte HMAC-SHA256 over header + payload, then the cloudpickle

@@ -1,4 +1,4 @@
-"""Every public exception and warning of graflow (api-contract §14).
+"""Every public exception and warning of graflow.
 
 Messages name the object at fault (file, key, task id, or URL with the password
 masked) and the fix. Where upstream Graflow raised a builtin, the class here also
@@ -350,15 +350,15 @@ class GraflowWarning(UserWarning):
 
 
 class MaxStepsExceeded(GraflowWarning):
-    """A run stopped at ``max_steps`` with work left (§7.8)."""
+    """A run stopped at ``max_steps`` with work left (see docs/execution.md)."""
 
 
 class GraphChangedWarning(GraflowWarning):
-    """A resumed checkpoint's graph fingerprint differs (§13.5)."""
+    """A resumed checkpoint's graph fingerprint differs (see docs/checkpoints.md)."""
 
 
 class UnsignedPayloadWarning(GraflowWarning):
-    """A pickle was loaded from Redis without a signing key (§15)."""
+    """A pickle was loaded from Redis without a signing key."""
 
 
 def warn(

@@ -1,4 +1,4 @@
-"""Every Redis key name graflow uses, in one place (§16.3).
+"""Every Redis key name graflow uses, in one place (listed in docs/keys.md).
 
 ``P`` is the key prefix (default ``graflow``), ``S`` a session id. All keys of one
 session carry the hash tag ``{S}`` so that a session's atomic step stays on one

@@ -20,6 +20,9 @@ Should Redis still close the connection on a write (a server configured with a l
 ``proto-max-bulk-len``; when the value was over it, the write fails with
 ``ValueTooLargeError`` rather than passing for an outage.
 
+It also holds the poison-task limit (``max_redeliveries``), which the worker sets from its
+``--max-redeliveries`` so that every path that redelivers a task counts against one limit.
+
 This is a ground-floor module: the standard library and ``graflow.exceptions`` only.
 """
 
@@ -31,7 +34,15 @@ from typing import Any, TypeVar
 
 from graflow.exceptions import ConfigError, ValueTooLargeError
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "ENV_VAR", "check_value_size", "max_value_bytes", "send_checked"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "ENV_VAR",
+    "check_value_size",
+    "max_redeliveries",
+    "max_value_bytes",
+    "send_checked",
+    "set_max_redeliveries",
+]
 
 ENV_VAR = "GRAFLOW_MAX_VALUE_BYTES"
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
@@ -109,3 +120,22 @@ def _server_bulk_limit(client: Any) -> int | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+#: The worker's ``--max-redeliveries`` (``set_max_redeliveries``); None outside a worker.
+_max_redeliveries: int | None = None
+
+
+def set_max_redeliveries(limit: int | None) -> None:
+    """Set by the worker from its settings, so every redelivery it decides on (a lost
+    Redis, an unrunnable task, rq's clean-up) uses the same limit as its lost workers."""
+    global _max_redeliveries
+    _max_redeliveries = limit
+
+
+def max_redeliveries() -> int:
+    """The poison-task limit (see docs/failover.md): the worker's ``--max-redeliveries``,
+    else ``GRAFLOW_MAX_REDELIVERIES``, else 3."""
+    if _max_redeliveries is not None:
+        return _max_redeliveries
+    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or 3)

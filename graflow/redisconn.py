@@ -2,7 +2,7 @@
 
 One place decides how a client is built (short connect timeout so a dead server
 fails fast), how it is described without its password (pickles, logs, messages),
-where a password comes from again after unpickling (§12.3), and how redis-py's
+where a password comes from again after unpickling, and how redis-py's
 connection errors become ``RedisUnavailableError`` with the password masked.
 redis itself is imported only inside functions: importing this module stays cheap.
 """
@@ -206,7 +206,7 @@ def loader_redis_url(url: str | None) -> Iterator[None]:
 
 
 def password_for(descriptor: ConnectionDescriptor, redis_url: str | None = None) -> str | None:
-    """The password for a Redis described without one (§12.3).
+    """The password for a Redis described without one.
 
     Order: the loader's ``redis_url`` (argument, else ``loader_redis_url``), then
     ``GRAFLOW_REDIS_URL`` / ``REDIS_URL`` when they point at the same server (host and
@@ -343,7 +343,7 @@ def wrap_connection_errors(url: str) -> Iterator[None]:
 
 
 def with_default_password(url: str) -> str:
-    """``url`` with ``REDIS_PASSWORD`` filled in when it names no password itself (§16.7)."""
+    """``url`` with ``REDIS_PASSWORD`` filled in when it names no password itself."""
     password = os.environ.get("REDIS_PASSWORD")
     if not password or not url.startswith(("redis://", "rediss://")):
         return url

@@ -1,4 +1,4 @@
-"""The tracing hook interface (§9). Only the no-op tracer ships in 1.0."""
+"""The tracing hook interface. Only the no-op tracer ships in 1.0."""
 
 from __future__ import annotations
 

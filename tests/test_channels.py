@@ -1,4 +1,4 @@
-"""§12.1 behaviour, checked identically on MemoryChannel and RedisChannel (real Redis).
+"""The Channel interface, checked identically on MemoryChannel and RedisChannel (real Redis).
 
 Redis-only matters (encoding, foreign data, connections, passwords, signing) live in
 tests/test_redis_channel.py.

@@ -1,4 +1,4 @@
-"""The §15 envelope: layout, purposes, signing, key handling, files, import weight."""
+"""graflow.codec's envelope: layout, purposes, signing, key handling, files, import weight."""
 
 from __future__ import annotations
 

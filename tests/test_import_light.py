@@ -1,4 +1,4 @@
-"""§2 and the import rules: `import graflow` stays light and exports exactly six names."""
+"""The import rules: `import graflow` stays light and exports exactly six names."""
 
 from __future__ import annotations
 

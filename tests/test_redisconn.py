@@ -1,5 +1,5 @@
-"""graflow.redisconn: URL masking and building, descriptors, the password rule of
-§12.3 and the connection-error wrapper."""
+"""graflow.redisconn: URL masking and building, descriptors, where a password comes
+from after unpickling, and the connection-error wrapper."""
 
 from __future__ import annotations
 

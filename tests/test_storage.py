@@ -1,4 +1,4 @@
-"""graflow.storage: where checkpoint artefacts live (§13.2) and how they fail (§13.5, §14).
+"""graflow.storage: where checkpoint artefacts live and how they fail (see docs/checkpoints.md).
 
 Every store is exercised for real: files under tmp_path, a real Redis (keys under the
 test's key prefix), and fsspec's memory:// filesystem.

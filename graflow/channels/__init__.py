@@ -1,4 +1,4 @@
-"""Channels: the key-value store each run shares between its tasks (§12).
+"""Channels: the key-value store each run shares between its tasks.
 
 Only the light classes are imported eagerly; the Redis backend, typed channels and
 the factory load on first attribute access, so ``import graflow.channels`` never

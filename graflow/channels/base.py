@@ -1,7 +1,7 @@
-"""The ``Channel`` interface (§12.1): the key-value store of one run.
+"""The ``Channel`` interface: the key-value store of one run.
 
 Every backend must give identical results for identical call sequences, so code
-written against a ``MemoryChannel`` runs unchanged on a ``RedisChannel`` (D8).
+written against a ``MemoryChannel`` runs unchanged on a ``RedisChannel``.
 """
 
 from __future__ import annotations

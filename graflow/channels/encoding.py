@@ -1,7 +1,7 @@
-"""Tag-byte encoding of values stored in Redis (§12.3, D8).
+"""Tag-byte encoding of values stored in Redis (``P:channel:{S}:<key>``, see docs/keys.md).
 
 ``0x01`` + MessagePack for plain data (fast, language-neutral, no code on load);
-``0x02`` + a §15 envelope for everything else, so a set stays a set and a tuple a
+``0x02`` + a ``graflow.codec`` envelope for everything else, so a set stays a set and a tuple a
 tuple. Untagged ASCII numbers (``atomic_add``, an outside ``INCR``) read back as
 numbers, and any other foreign bytes as ``str`` or ``bytes``: reading never fails on
 data graflow did not write, but a tampered envelope does fail (signature).

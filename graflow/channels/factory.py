@@ -1,4 +1,4 @@
-"""Channel construction by backend name (§12.4).
+"""Channel construction by backend name.
 
 Backends are registered as ``"module:Class"`` strings so that naming the Redis
 backend does not import redis until a Redis channel is actually created.

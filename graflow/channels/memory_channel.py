@@ -1,4 +1,4 @@
-"""In-process channel (§12.2): a dict, values stored by reference.
+"""In-process channel: a dict, values stored by reference.
 
 TTLs are checked lazily on access against ``time.monotonic`` (wall-clock jumps
 cannot expire or revive keys). Read-modify-write operations hold the key's RLock,

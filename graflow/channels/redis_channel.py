@@ -1,4 +1,4 @@
-"""Redis-backed channel (§12.3): the same behaviour as ``MemoryChannel``, shared
+"""Redis-backed channel: the same behaviour as ``MemoryChannel``, shared
 by every process of a run.
 
 Values are tag-encoded (``graflow.channels.encoding``) so they round-trip exactly;

@@ -1,4 +1,4 @@
-"""Message shapes for typed channels (§12.4), as upstream defines them."""
+"""Message shapes for typed channels, as upstream defines them."""
 
 from __future__ import annotations
 

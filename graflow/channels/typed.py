@@ -1,4 +1,4 @@
-"""Typed views of a channel (§12.4): TypedDict messages checked on the way in.
+"""Typed views of a channel: TypedDict messages checked on the way in.
 
 Checks are shallow on purpose (required and extra keys, top-level primitive types):
 cheap enough for every ``send`` and they catch the usual mistakes (a typo in a key,

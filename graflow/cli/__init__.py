@@ -1,4 +1,4 @@
-"""The ``graflow`` command (§17): one subcommand per module, one-line errors, documented exit codes."""
+"""The ``graflow`` command: one subcommand per module, one-line errors, documented exit codes."""
 
 from __future__ import annotations
 

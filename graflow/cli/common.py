@@ -46,7 +46,7 @@ class CliError(Exception):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The documented exit code for an error (§17)."""
+    """The documented exit code for an error (the README's CLI table)."""
     if isinstance(exc, RedisUnavailableError):
         return EXIT_REDIS
     if isinstance(exc, CheckpointNotFoundError | SessionNotFoundError):
@@ -81,7 +81,7 @@ def fail(message: str, code: int, exc: BaseException | None, *, debug: bool) -> 
 
 
 def error_line(message: str, traceback_hint: bool = False) -> str:
-    """``message`` on one line as ``<what> — <fix>`` (§17). graflow's error messages are
+    """``message`` on one line as ``<what> — <fix>``. graflow's error messages are
     written ``<what>; <fix>``: the first ``"; "`` becomes the dash, unless one is there.
     An error that names no fix (one from user code, say) gets the way to its traceback."""
     text = " ".join(message.split())
@@ -156,7 +156,7 @@ __all__ = [
 
 
 def redis_url(arg: str | None) -> str:
-    """``--url``, else GRAFLOW_REDIS_URL, else REDIS_URL, else the local default (§18)."""
+    """``--url``, else GRAFLOW_REDIS_URL, else REDIS_URL, else the local default."""
     from graflow.redisconn import with_default_password
 
     url = arg or os.environ.get("GRAFLOW_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://localhost:6379/0"

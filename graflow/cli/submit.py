@@ -49,7 +49,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def wait_and_print(run: Any, timeout: float | None) -> int:
     """Wait for ``run`` and print its result; an outcome other than a result is a one-line
-    error saying what happened and where to look next, with its exit code (§17)."""
+    error saying what happened and where to look next, with its exit code."""
     from graflow.exceptions import GraflowWorkflowCanceledError, WorkflowFailedError
 
     status = f"graflow status {run.session_id}"

@@ -1,4 +1,4 @@
-"""``graflow worker``: serve a Redis queue with rq worker processes (§16.7, §17).
+"""``graflow worker``: serve a Redis queue with rq worker processes.
 
 Exit codes: 0 stopped by a signal or ``--burst`` finished; 1 fatal (or a second
 signal); 2 usage; 3 Redis unreachable. ``--check`` only pings Redis (0 or 3), for

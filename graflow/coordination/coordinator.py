@@ -1,4 +1,4 @@
-"""Coordination backends for parallel groups (upstream names, §16.8)."""
+"""Coordination backends for parallel groups (upstream names)."""
 
 from __future__ import annotations
 

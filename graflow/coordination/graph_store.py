@@ -1,4 +1,4 @@
-"""Content-addressed graphs in Redis (§16.3): uploaded once per definition, cached by readers.
+"""Content-addressed graphs in Redis: uploaded once per definition, cached by readers.
 
 The address is the sha256 of the graph's cloudpickle bytes; the stored value is that
 pickle in a zlib-compressed (and, with a key, signed) envelope. ``SET NX`` makes the

@@ -1,4 +1,4 @@
-"""Parallel-group branches on the worker pool for an in-process run (§16.8).
+"""Parallel-group branches on the worker pool for an in-process run.
 
 The producer starts the group in the run's session (the same atomic step workers
 use), waits for every branch without a fixed barrier timeout, then applies the

@@ -1,4 +1,4 @@
-"""Parallel groups in-process (§7.3, §10): branches on threads or in the calling thread.
+"""Parallel groups in-process (see docs/execution.md): branches on threads or in the calling thread.
 
 A branch is a member plus everything its completions schedule. Each branch drains
 its own queue with the same engine loop; all share the run's context. When every
@@ -57,7 +57,7 @@ class GroupRun:
 
     @property
     def checkpoint_request(self) -> CheckpointRequest | None:
-        """Requests of all branches merged in completion order; the last path wins (D5)."""
+        """Requests of all branches merged in completion order; the last path wins."""
         if not self._requests:
             return None
         metadata: dict[str, Any] = {}

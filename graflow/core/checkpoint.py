@@ -1,10 +1,11 @@
-"""Checkpoints: write a run's state as three artefacts and resume from them (§13).
+"""Checkpoints: write a run's state as three artefacts and resume from them.
 
 ``<base>.pkl`` holds the context (memory channel: all of it; Redis channel: a small
 stub naming the session), ``<base>.state.json`` the scheduling state, and
 ``<base>.meta.json`` the metadata plus a sha256 of the other two. meta.json is
 written last and is the commit marker: a checkpoint without it, or whose files
-disagree with it, is reported and never loaded.
+disagree with it, is reported and never loaded. The format and the algorithms:
+docs/checkpoints.md.
 """
 
 from __future__ import annotations

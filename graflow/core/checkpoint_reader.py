@@ -1,4 +1,7 @@
-"""Reading checkpoints: validate every artefact before anything is unpickled (§13.5)."""
+"""Reading checkpoints: validate every artefact before anything is unpickled.
+
+The step numbers in the comments are those of the resume algorithm in docs/checkpoints.md.
+"""
 
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ def _verify(store: CheckpointStore, base: str, meta: MetaDoc, part: str, data: b
 
 @dataclass
 class LoadedCheckpoint:
-    """A checkpoint that passed §13.5 steps 1–4: its documents and its unpickled ``.pkl``."""
+    """A checkpoint that passed resume steps 1–4: its documents and its unpickled ``.pkl``."""
 
     store: CheckpointStore
     base: str
@@ -131,7 +134,7 @@ class LoadedCheckpoint:
 
 
 def read_checkpoint(location: str, secret_key: SecretKey = None) -> LoadedCheckpoint:
-    """Resolve, parse and verify a checkpoint, then unpickle its ``.pkl`` (§13.5 steps 1–4)."""
+    """Resolve, parse and verify a checkpoint, then unpickle its ``.pkl`` (resume steps 1–4)."""
     from graflow.storage import open_location
 
     store, base = open_location(location)
@@ -210,7 +213,7 @@ def compare_fingerprints(
     source: str,
     strict: bool,
 ) -> None:
-    """§13.5 step 6: compare the fingerprint of ``graph`` without the ``dynamic`` tasks
+    """Resume step 6: compare the fingerprint of ``graph`` without the ``dynamic`` tasks
     to the ``recorded`` one: ``GraphChangedWarning``, or ``GraphChangedError`` if strict."""
     from graflow.core.checkpoint_writer import without_tasks
     from graflow.core.fingerprint import graph_fingerprint

@@ -1,4 +1,4 @@
-"""The JSON documents of a checkpoint (§13.3), as msgspec Structs.
+"""The JSON documents of a checkpoint (see docs/checkpoints.md), as msgspec Structs.
 
 msgspec validates on decode: a missing required field or a wrong type is a
 ``msgspec.ValidationError``, which the manager reports as ``CheckpointCorruptError``

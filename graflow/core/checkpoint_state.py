@@ -1,4 +1,4 @@
-"""Snapshot a run's state into ``state.json`` and restore it on resume (§13.3, §13.5)."""
+"""Snapshot a run's state into ``state.json`` and restore it on resume (see docs/checkpoints.md)."""
 
 from __future__ import annotations
 
@@ -58,10 +58,10 @@ def build_state(ctx: ExecutionContext) -> dict[str, Any]:
 
 
 def restore_state(ctx: ExecutionContext, doc: StateDoc, location: str) -> None:
-    """Apply ``doc`` to ``ctx`` and rebuild its queue (§13.5 steps 6–7).
+    """Apply ``doc`` to ``ctx`` and rebuild its queue (resume steps 6–7 in docs/checkpoints.md).
 
     Every id to queue must be a graph node or a known dynamic task; unknown ids are
-    an error, never a silent skip (D13).
+    an error, never a silent skip.
     """
     wanted = ([doc.resuming_task_id] if doc.resuming_task_id else []) + [
         p.task_id for p in doc.pending_tasks

@@ -123,11 +123,11 @@ def write_checkpoint(
     resuming_task_id: str | None,
     secret_key: SecretKey,
 ) -> tuple[str, CheckpointMetadata]:
-    """Snapshot ``ctx`` under its lock, then store the three artefacts (§13.2–13.3)."""
+    """Snapshot ``ctx`` under its lock, then store the three artefacts (see docs/checkpoints.md)."""
     from graflow.storage import open_directory, open_location
 
     if secret_key is None:
-        secret_key = ctx.config.get("secret_key")  # the run's key (§8.1 config) signs too
+        secret_key = ctx.config.get("secret_key")  # the run's key (its config) signs too
     if path:
         store, base = open_location(path)
     else:

@@ -1,4 +1,4 @@
-"""``ExecutionContext``: one run's identity, settings, state, queue and channel (§8.1)."""
+"""``ExecutionContext``: one run's identity, settings, state, queue and channel."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ _CONFIG_SECRET_KEYS = ("redis_client", "password")
 
 
 class ExecutionContext:
-    """The state of one run; shared by every branch of a parallel group (D17)."""
+    """The state of one run; shared by every branch of a parallel group."""
 
     def __init__(
         self,
@@ -175,7 +175,7 @@ class ExecutionContext:
         return graph.task(task_id) or graph.find(task_id)
 
     def is_known(self, task_id: str) -> bool:
-        """In the known set (§7.4): a node when the run started, or added during it."""
+        """In the known set: a node when the run started, or added during it (docs/execution.md)."""
         return task_id in self.graph
 
     def is_dynamic(self, task_id: str) -> bool:
@@ -196,7 +196,7 @@ class ExecutionContext:
         self.tracer.on_dynamic_task_added(task_id, parent_task_id, self, is_iteration)
 
     def schedule_dynamic(self, executable: Executable, tc: TaskExecutionContext, dynamic: bool) -> TaskSpec:
-        """Queue an activation a running task asked for, on that task's queue (§7.4)."""
+        """Queue an activation a running task asked for, on that task's queue."""
         spec = TaskSpec(
             executable, self, trace_id=self.trace_id, parent_task_id=tc.task_id, dynamic=dynamic
         )
@@ -226,7 +226,7 @@ class ExecutionContext:
     # -- the scheduling core -----------------------------------------------------------
     @property
     def core(self) -> SchedulingCore:
-        """The core for the graph as it is now (rebuilt when edges change, §7.2)."""
+        """The core for the graph as it is now (rebuilt when edges change)."""
         key = (self.graph.version, self.start_node)
         core = self._core
         if core is None or self._core_key != key:

@@ -1,4 +1,4 @@
-"""Iteration budgets (§11): ``cycle_count`` per base task id."""
+"""Iteration budgets: ``cycle_count`` per base task id."""
 
 from __future__ import annotations
 

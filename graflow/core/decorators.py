@@ -1,4 +1,4 @@
-"""``@task`` in all its forms (§3)."""
+"""``@task`` in all its forms."""
 
 from __future__ import annotations
 

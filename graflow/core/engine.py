@@ -1,8 +1,9 @@
-"""``WorkflowEngine``: the in-process driver of the scheduling core (§7, §9).
+"""``WorkflowEngine``: the in-process driver of the scheduling core.
 
 The engine owns only the loop: take an activation, run one attempt, report it to
 the core (``graflow.core.scheduler``), and apply the verdict to a local queue. The
-rules themselves live in the core, which the worker pool drives too.
+rules themselves live in the core, which the worker pool drives too (see
+docs/execution.md).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class WorkflowEngine:
 
     # -- the run -------------------------------------------------------------------
     def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
-        """Run until the queue drains, the run terminates, or ``max_steps`` is hit (§7)."""
+        """Run until the queue drains, the run terminates, or ``max_steps`` is hit."""
         ctx = context
         if start_task_id is not None:
             task = ctx.get_task(start_task_id)
@@ -183,7 +184,7 @@ class WorkflowEngine:
         task_id = task.task_id
         base_id = tc.base_id
         if task_id != base_id:
-            ctx.set_result(base_id, result)  # iterations publish under the base id (§7.5)
+            ctx.set_result(base_id, result)  # iterations publish under the base id
         self.commit(ctx, spec, task_id, base_id, tc, queue, group)
 
     def attempt_guard(self, task: Any, spec: TaskSpec) -> AttemptGuard | None:
@@ -203,7 +204,7 @@ class WorkflowEngine:
         queue: LocalTaskQueue,
         group: GroupRun | None,
     ) -> None:
-        """Apply the core's verdict on a successful attempt (§7.1) to ``queue``."""
+        """Apply the core's verdict on a successful attempt to ``queue``."""
         with ctx._lock:
             verdict, ready = ctx.core.on_success(ctx.state, task_id, base_id, report)
         if verdict == CANCEL:
@@ -253,7 +254,7 @@ class WorkflowEngine:
         exc: BaseException,
         queue: LocalTaskQueue,
     ) -> None:
-        """§7.7: withdraw what the attempt scheduled, then retry at the tail or raise."""
+        """A failed attempt: withdraw what it scheduled, then retry at the tail or raise."""
         self._withdraw(ctx, scheduled, queue)
         ctx.clear_checkpoint_request()
         with ctx._lock:
@@ -266,7 +267,7 @@ class WorkflowEngine:
         ctx.tracer.on_task_queued(spec.task_id, ctx)
 
     def write_checkpoint(self, ctx: ExecutionContext, request: CheckpointRequest) -> None:
-        """§7.1 step 5: write a deferred checkpoint now that successors are queued."""
+        """Completion step 5: write a deferred checkpoint now that successors are queued."""
         from graflow.core.checkpoint import CheckpointManager
 
         ctx.clear_checkpoint_request()

@@ -1,4 +1,4 @@
-"""``Executable``: the base of every graph node, and the ``>>``, ``<<``, ``|`` operators (§4)."""
+"""``Executable``: the base of every graph node, and the ``>>``, ``<<``, ``|`` operators."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class Executable(ABC):
 
     # -- registration --------------------------------------------------------------
     def _register(self, wf: WorkflowContext) -> None:
-        """Add this node to ``wf``'s graph if it is not there yet (pending tasks, §3)."""
+        """Add this node to ``wf``'s graph if it is not there yet: a task defined outside
+        the workflow joins it on its first use in an operator."""
         wf.graph.add_node(self, skip_if_exists=True)
 
     # -- operators -----------------------------------------------------------------

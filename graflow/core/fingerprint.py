@@ -1,4 +1,4 @@
-"""The graph's definition fingerprint (§5): same code, same fingerprint, in any process.
+"""The graph's definition fingerprint: same code, same fingerprint, in any process.
 
 Unlike ``graph_hash`` (the sha256 of one pickled blob, closure values included), the
 fingerprint hashes only the definition: node kinds, function code, edges, group

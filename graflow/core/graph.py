@@ -1,4 +1,4 @@
-"""The task graph: plain dicts and insertion-ordered adjacency (§5).
+"""The task graph: plain dicts and insertion-ordered adjacency.
 
 Plain dicts keep graph building fast and pickles small; ``nx_graph()`` builds a
 networkx view on demand for users who want its algorithms.
@@ -178,7 +178,7 @@ class TaskGraph:
         return members
 
     def get_start_nodes(self) -> list[str]:
-        """Nodes with no incoming edge that are not group members (D2)."""
+        """Nodes with no incoming edge that are not group members."""
         members = self.all_group_member_ids()
         return [n for n in self._tasks if not self._pred.get(n) and n not in members]
 

@@ -1,4 +1,4 @@
-"""``ParallelGroup``: a node whose members run as parallel branches (§4, §7.3, §10)."""
+"""``ParallelGroup``: a node whose members run as parallel branches (see docs/execution.md)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class ParallelGroup(Executable):
         backend_config: dict[str, Any] | None = None,
         policy: str | GroupExecutionPolicy | None = None,
     ) -> ParallelGroup:
-        """Set where branches run and the policy; each None keeps the current value (D19)."""
+        """Set where branches run and the policy; each None keeps the current value."""
         from graflow.coordination.coordinator import CoordinationBackend
 
         if backend is not None:
@@ -104,7 +104,7 @@ def _has_edges(group: ParallelGroup, wf: WorkflowContext) -> bool:
 
 
 def combine(left: Executable, right: Executable) -> ParallelGroup:
-    """``left | right`` (§4): extend a group, merge two edge-free groups, or make a new one."""
+    """``left | right``: extend a group, merge two edge-free groups, or make a new one."""
     from graflow.core.workflow import operator_workflow
 
     check_executable(left, "|")

@@ -1,4 +1,4 @@
-"""Task handlers decide how one attempt runs (§9); ``TaskResult`` is a member's outcome (§10)."""
+"""Task handlers decide how one attempt runs; ``TaskResult`` is a member's outcome."""
 
 from __future__ import annotations
 

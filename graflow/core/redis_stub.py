@@ -2,7 +2,7 @@
 
 The channel data stays in Redis and the graph is stored once under its hash, so
 the ``.pkl`` stays small (well under 4 KiB) whatever the run holds, and any process
-that can reach the Redis can resume it. No password is ever pickled (§12.3).
+that can reach the Redis can resume it. No password is ever pickled.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class RedisRunStub:
     config: dict[str, Any] = field(default_factory=dict)
 
     def connect(self, redis_url: str | None) -> tuple[Any, str]:
-        """A binary client to the session's Redis (password per §12.3) and its URL."""
+        """A binary client to the session's Redis and its URL (password: ``password_for``)."""
         from graflow.redisconn import client_from, password_for
 
         url = self.descriptor.to_url(password_for(self.descriptor, redis_url))

@@ -1,4 +1,4 @@
-"""Retry budgets and backoff (§11). State is plain dicts so it pickles into checkpoints."""
+"""Retry budgets and backoff. State is plain dicts so it pickles into checkpoints."""
 
 from __future__ import annotations
 

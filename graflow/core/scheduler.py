@@ -1,11 +1,11 @@
-"""The scheduling core: the rules of a run (§7), with no I/O.
+"""The scheduling core: the rules of a run (see docs/execution.md), with no I/O.
 
 Both drivers apply these rules: the in-process ``WorkflowEngine`` (state in Python
 objects) and the distributed driver on rq workers (state in Redis, applied in one
 transaction per completion). A driver reports what an attempt did; the core decides
 what completes, what becomes ready, when the run ends and when a checkpoint is due.
 
-Join rule (§7.2). Reachability uses the static graph plus an edge from each group
+Join rule. Reachability uses the static graph plus an edge from each group
 node to its members. ``B(T)`` are the predecessors reachable from ``T`` (loop-closing
 edges): since ``p -> T`` is an edge, ``p`` is reachable from ``T`` exactly when both
 lie in one strongly connected component, so one Tarjan pass answers it for all nodes.
@@ -175,7 +175,7 @@ def _reachable(start: str, succ: Mapping[str, Iterable[str]]) -> set[str]:
 
 
 class SchedulingCore:
-    """Applies §7 to a run's state; holds the join plan of one graph version."""
+    """Applies the rules of a run to its state; holds the join plan of one graph version."""
 
     def __init__(self, plan: JoinPlan) -> None:
         self.plan = plan
@@ -204,7 +204,9 @@ class SchedulingCore:
 
     @staticmethod
     def decide(report: AttemptReport | None) -> tuple[int, bool, bool]:
-        """§7.1 steps 1–4 for a successful attempt: (verdict, record it?, offer successors?)."""
+        """Completion steps 1–4 of a successful attempt: (verdict, record it?, offer successors?).
+
+        The steps are those of docs/execution.md, "The completion sequence"."""
         if report is None or not report.control:
             return COMPLETE, True, True
         if report.cancel_called:
@@ -227,7 +229,7 @@ class SchedulingCore:
 
     @staticmethod
     def checkpoint_due(verdict: int, report: AttemptReport | None) -> bool:
-        """§7.1 step 5 / §13.4: a deferred request is written unless the task canceled."""
+        """Completion step 5: a deferred request is written unless the task canceled."""
         return verdict != CANCEL and report is not None and report.checkpoint_request is not None
 
     @staticmethod
@@ -238,7 +240,8 @@ class SchedulingCore:
     def on_failure(
         task_id: str, base_id: str, error: BaseException, retries: Any
     ) -> tuple[float | None, BaseException]:
-        """§7.7: ``(delay, error)``; a delay means retry, None means the error ends the branch/run."""
+        """Retries: ``(delay, error)``; a delay means retry, None means the error ends the
+        branch or the run."""
         if retries.accept_retry(base_id):
             consumed = retries.get_retry_count(base_id)
             retries.increment(base_id)

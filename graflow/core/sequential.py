@@ -1,4 +1,4 @@
-"""``SequentialTask``: what ``>>`` returns. It is a chain handle, not a graph node (§4)."""
+"""``SequentialTask``: what ``>>`` returns. It is a chain handle, not a graph node."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upstream's serialization module, now backed by the signed envelope (§15).
+"""Upstream's serialization module, now backed by the signed envelope.
 
 Kept as a thin re-export so ``graflow.core`` and upstream user code share one codec.
 """

@@ -1,4 +1,4 @@
-"""Function-backed tasks and the composition helpers (§4)."""
+"""Function-backed tasks and the composition helpers."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _CYCLE_SUFFIX = re.compile(r"(?:_cycle_\d+_[0-9a-f]{8})+$")
 
 
 def base_task_id(task_id: str) -> str:
-    """The base of an iteration id: trailing ``_cycle_{n}_{hex}`` segments removed (§7.5)."""
+    """The base of an iteration id: trailing ``_cycle_{n}_{hex}`` segments removed."""
     return _CYCLE_SUFFIX.sub("", task_id) if "_cycle_" in task_id else task_id
 
 

@@ -1,4 +1,4 @@
-"""``TaskExecutionContext``: what a task sees of its run during one attempt (§8.2).
+"""``TaskExecutionContext``: what a task sees of its run during one attempt.
 
 It is also the attempt's report to the scheduling core: the control flags and the
 checkpoint request it carries decide what happens when the attempt returns.
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class CheckpointRequest:
-    """A deferred checkpoint request: the last request's metadata and path win (§13.4)."""
+    """A deferred checkpoint request: the last request's metadata and path win."""
 
     __slots__ = ("metadata", "path", "requested_by")
 
@@ -144,7 +144,7 @@ class TaskExecutionContext:
 
     # -- control flow ----------------------------------------------------------------
     def next_task(self, executable: Executable, goto: bool = False) -> str:
-        """Queue ``executable`` after this task (§7.4); returns its id."""
+        """Queue ``executable`` after this task (see docs/execution.md); returns its id."""
         from graflow.core.executable import check_executable
 
         check_executable(executable, "next_task")
@@ -165,7 +165,7 @@ class TaskExecutionContext:
         return task_id
 
     def next_iteration(self, data: Any = None, *, base_id: str | None = None) -> str:
-        """Queue the next iteration of this task's base (§7.5); returns its id."""
+        """Queue the next iteration of this task's base (see docs/execution.md); returns its id."""
         from graflow.core.task import base_task_id
 
         ec = self.execution_context
@@ -219,7 +219,9 @@ class TaskExecutionContext:
     def checkpoint(
         self, metadata: dict[str, Any] | None = None, *, path: str | None = None, deferred: bool = True
     ) -> Any:
-        """Request a checkpoint (§13.4): deferred to the end of the task, or written now."""
+        """Request a checkpoint: deferred to the end of the task, or written now.
+
+        When each is written and what it captures: docs/checkpoints.md."""
         auto = {
             "task_id": self.task_id,
             "cycle_count": self.cycle_count,

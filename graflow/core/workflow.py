@@ -1,4 +1,4 @@
-"""``workflow(name)``: the context in which tasks and operators build a graph (§6)."""
+"""``workflow(name)``: the context in which tasks and operators build a graph."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class WorkflowContext:
         return (result, ctx) if ret_context else result
 
     def submit(self, redis_url: str = "redis://localhost:6379/0", **kwargs: Any) -> Any:
-        """Hand the run to a worker pool (§16.1)."""
+        """Hand the run to a worker pool (see docs/life-of-a-task.md)."""
         from graflow.distributed import submit
 
         return submit(self, redis_url, **kwargs)
@@ -124,7 +124,7 @@ class WorkflowContext:
 
 
 def resolve_start_node(graph: TaskGraph, start_node: str | None, name: str = "workflow") -> str:
-    """``start_node`` if the graph has it, else the graph's single start candidate (§6)."""
+    """``start_node`` if the graph has it, else the graph's single start candidate."""
     if start_node is not None:
         if not graph.has_node(start_node):
             raise GraphCompilationError(
@@ -198,12 +198,12 @@ _in_task_body: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def registration_target() -> WorkflowContext | None:
-    """The workflow a new task registers into: none while a task body runs (§7.4)."""
+    """The workflow a new task registers into: none while a task body runs (docs/execution.md)."""
     if _in_task_body.get():
         return None
     return _current.get()
 
 
 def operator_workflow() -> WorkflowContext:
-    """The workflow operators write to; an anonymous one is made current if needed (§4)."""
+    """The workflow operators write to; an anonymous one is made current if needed."""
     return current_workflow_context()

@@ -1,6 +1,7 @@
-"""Distributed runs on rq workers (§16): submit from an app, workers drive the run.
+"""Distributed runs on rq workers: submit from an app, workers drive the run.
 
 Importing this package imports redis, rq and msgspec; ``import graflow`` does not.
+docs/life-of-a-task.md follows one run through these modules.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hand activations to rq: one job per activation, batched in one pipeline (§16.2).
+"""Hand activations to rq: one job per activation, batched in one pipeline.
 
 Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
 rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
@@ -9,6 +9,7 @@ other key of a finished run) instead of rq's one-year default.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import threading
 import time
@@ -25,7 +26,6 @@ ABANDONED_CALLBACK = "graflow.worker.failover.on_failure_callback"
 #: Default of ``failure_ttl``; the value used is ``session_ttl()`` (GRAFLOW_SESSION_TTL).
 FAILURE_TTL = 604800
 
-_queues: dict[tuple[int, str], Any] = {}
 _queues_lock = threading.Lock()
 
 
@@ -44,18 +44,25 @@ def description(spec: TaskSpec) -> str:
 
 
 def rq_queue(connection: Any, name: str) -> Any:
-    """A cached rq ``Queue`` (it caches the server version; creating one costs a round trip)."""
-    key = (id(connection), name)
-    queue = _queues.get(key)
+    """A cached rq ``Queue`` (it caches the server version; creating one costs a round trip).
+
+    The cache hangs off the client itself, so it goes with the client: a module-level
+    cache kept every producer client (and its connections) alive forever, one per run."""
+    cache: dict[str, Any] | None = getattr(connection, "_graflow_rq_queues", None)
+    queue = cache.get(name) if cache is not None else None
     if queue is None:
         from rq import Queue
         from rq.serializers import JSONSerializer
 
         with _queues_lock:
-            queue = _queues.get(key)
+            cache = getattr(connection, "_graflow_rq_queues", None)
+            if cache is None:
+                cache = {}
+                with contextlib.suppress(AttributeError):  # a client that takes no attribute: uncached
+                    connection._graflow_rq_queues = cache
+            queue = cache.get(name)
             if queue is None:
-                queue = Queue(name, connection=connection, serializer=JSONSerializer)
-                _queues[key] = queue
+                queue = cache[name] = Queue(name, connection=connection, serializer=JSONSerializer)
     return queue
 
 
@@ -111,7 +118,7 @@ def drop(connection: Any, specs: Iterable[TaskSpec | str | bytes]) -> list[str]:
     A job still in its queue (or, for a delayed retry, in the scheduled registry) is
     removed and its hash deleted: nobody else holds it, and a queued job's hash has no
     TTL, so rq would keep it forever. A job a worker already took is left alone; it
-    runs, sees that its run ended, and skips (§16.4 step 2).
+    runs, its ``START`` step finds the run over, and it skips.
     """
     from rq.job import Job
 

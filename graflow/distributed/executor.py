@@ -1,4 +1,7 @@
-"""What a worker does with one activation (§16.4): check, load, run, commit, hand over."""
+"""What a worker does with one activation: check, load, run, commit, hand over.
+
+docs/life-of-a-task.md follows these steps and what each writes to Redis.
+"""
 
 from __future__ import annotations
 
@@ -174,7 +177,7 @@ def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_
 
 
 def start_group(store: SessionStore, wire: Wire, group: ParallelGroup, branch: Branch, secret_key: SecretKey) -> dict[str, Any]:
-    """Put every member's branch on the queue; nobody waits on a barrier (§16.4)."""
+    """Put every member's branch on the queue; nobody waits on a barrier."""
     # One run per activation and retry, the same for every redelivery of it: a redelivered
     # group start finds its run (GROUP_START "dup") and re-drives the members it had made
     # ready, instead of starting a second run beside the first (whose members would stay

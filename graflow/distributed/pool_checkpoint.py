@@ -1,4 +1,4 @@
-"""Checkpoints written by workers (§16.5): small, session-id only, from a state snapshot.
+"""Checkpoints written by workers: small, session-id only, from a state snapshot.
 
 The snapshot is taken inside the commit (deferred requests) or in one MULTI
 (immediate requests), so activations completing concurrently on other workers
@@ -146,7 +146,7 @@ def write_from_snapshot(
     """A deferred request, with the state the commit captured.
 
     Returns None once written. A write that fails ends the run with the
-    ``CheckpointError`` (§13.4: the task stays completed, its successors stay pending
+    ``CheckpointError`` (the task stays completed, its successors stay pending
     and are not handed to rq); the outcome of that step is returned. ``finished`` says
     that the commit itself just ended the run, which the failure then overrides.
     """
@@ -169,7 +169,7 @@ def write_from_snapshot(
 
 
 def write_lost_checkpoint(client: Any, wire: Wire, request_doc: str | None, finished: bool) -> bool:
-    """Write the deferred checkpoint a lost attempt committed but never wrote (§16.6).
+    """Write the deferred checkpoint a lost attempt committed but never wrote.
 
     ``request_doc`` is the session's ``checkpoint_request`` (see ``COMMIT``); it is
     written only if it belongs to ``wire``'s activation. The snapshot is taken now: a

@@ -26,7 +26,7 @@ from graflow.distributed import dispatch
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
 from graflow.exceptions import ValueTooLargeError
-from graflow.limits import check_value_size
+from graflow.limits import check_value_size, max_redeliveries
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -250,11 +250,11 @@ class PoolEngine(WorkflowEngine):
         exc: BaseException,
         queue: LocalTaskQueue,
     ) -> None:
-        """§7.7 on the pool: a retry is an rq scheduled job; otherwise the failure is final.
+        """The retry rule on the pool: a retry is an rq scheduled job, else the failure is final.
 
         An attempt cut short because the session's own Redis went away (a restart, a
         fail-over) did not fail on its own: it is redelivered, as if its worker had been
-        lost (§16.6), once Redis answers again.
+        lost (see docs/failover.md), once Redis answers again.
         """
         pctx: PoolContext = ctx  # type: ignore[assignment]
         if superseded(pctx.channel, exc):
@@ -337,7 +337,7 @@ class PoolEngine(WorkflowEngine):
         }
         if channel is not None:
             try:
-                channel.set(f"{task_id}.__result__", exc)  # the failing task's result (§7.7)
+                channel.set(f"{task_id}.__result__", exc)  # the failing task's result
             except Exception:
                 logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
         if superseded(channel, exc):  # that write, fenced, found another attempt owning the task
@@ -345,14 +345,6 @@ class PoolEngine(WorkflowEngine):
             return
         self.outcome = store.fail(control, blobs)
         self.after_step(store, secret_key, self.outcome)
-
-
-def max_redeliveries() -> int:
-    """The poison-task limit (``GRAFLOW_MAX_REDELIVERIES``, §16.6), for redeliveries a task's
-    own attempt decides on (the worker's ``--max-redeliveries`` governs lost workers)."""
-    import os
-
-    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or 3)
 
 
 def lost_redis(client: Any, exc: BaseException) -> bool:
@@ -398,10 +390,17 @@ def checkpoint_request_doc(wire: Wire, task_id: str, request: Any) -> str | None
 
 
 def fail_activation(store: SessionStore, wire: Wire, error: BaseException, secret_key: SecretKey) -> dict[str, Any]:
-    """Fail one activation from outside its attempt (a poison task, §16.6)."""
+    """Fail one activation from outside its attempt (a poison task, see docs/failover.md)."""
     engine = PoolEngine(wire, Branch(wire.group_id, wire.group_run, wire.branch_id), "")
     engine.fail_final(store, secret_key, wire.task_id, error, error)
     return engine.outcome
 
 
-__all__ = ["Branch", "PoolEngine", "checkpoint_request_doc", "fail_activation", "lost_redis", "max_redeliveries"]
+__all__ = [
+    "Branch",
+    "PoolEngine",
+    "checkpoint_request_doc",
+    "fail_activation",
+    "lost_redis",
+    "max_redeliveries",
+]

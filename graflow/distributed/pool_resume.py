@@ -1,4 +1,4 @@
-"""Resume a Redis-backed checkpoint on the pool (§16.5): same session, pending work re-queued."""
+"""Resume a Redis-backed checkpoint on the pool: same session, pending work re-queued."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def resume_on_pool(
             dispatch.enqueue(client, specs, secret_key=secret_key)
         else:
             # Nothing was pending (e.g. the last task checkpointed): the run is over, as
-            # an in-process resume of the same checkpoint returns at once (§13.5).
+            # an in-process resume of the same checkpoint returns at once.
             store.end_run("completed", "drained")
     return WorkflowRun(stub.session_id, client=client, redis_url=url, key_prefix=stub.key_prefix, secret_key=secret_key)
 

@@ -1,4 +1,4 @@
-"""``WorkflowRun``: follow, wait for, cancel or purge a pooled run from any process (§16.1)."""
+"""``WorkflowRun``: follow, wait for, cancel or purge a pooled run from any process."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ class WorkflowRun:
         strict_graph: bool = False,
         force: bool = False,
     ) -> WorkflowRun:
-        """Put a Redis-backed checkpoint's pending work back on the pool (§16.5)."""
+        """Put a Redis-backed checkpoint's pending work back on the pool."""
         from graflow.distributed.pool_resume import resume_on_pool
 
         return resume_on_pool(
@@ -214,7 +214,7 @@ class WorkflowRun:
         )
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the run ends; return its result or raise its error (§16.1).
+        """Block until the run ends; return its result or raise its error.
 
         A Redis outage is waited out, with backoff, for as long as ``timeout`` allows
         (forever without one): the workers ride it out too, so the run goes on. One

@@ -1,4 +1,4 @@
-"""Server-side steps of a pooled run: each one atomic, each one idempotent (§16.4).
+"""Server-side steps of a pooled run: each one atomic, each one idempotent.
 
 The scheduling core (``graflow.core.scheduler``) decides in Python what an attempt
 means: whether it completes, which successors it offers and with what join
@@ -7,6 +7,8 @@ Redis, in one step: the done marker (first commit wins), the completion, the
 arrival sets, the newly ready activations, branch and group accounting, and the
 end of the run. ``KEYS[1]`` is the session root (``P:session:{S}``); other session
 keys are derived as ``root .. ':' .. name`` exactly like ``graflow.keys.SessionKeys``.
+
+docs/life-of-a-task.md walks through the steps in order; docs/keys.md lists the keys.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ local function branch_done(run, branch, outcome, finalize)
   if redis.call('HEXISTS', g, 'closed:' .. branch) == 1 then return nil end
   redis.call('HSET', g, 'closed:' .. branch, 1, 'res:' .. branch, outcome)
   local fin = redis.call('HINCRBY', g, 'finished', 1)
-  -- ``finalize`` is cjson.null (truthy userdata, not nil) for producer-driven groups (§16.8).
+  -- ``finalize`` is cjson.null (truthy userdata, not nil) for producer-driven groups.
   if fin >= tonumber(redis.call('HGET', g, 'branches')) and finalize and finalize ~= cjson.null then
     redis.call('HSET', k('pending'), finalize[1], finalize[2])
     return finalize[2]
@@ -172,7 +174,7 @@ if c.record then
   redis.call('HSET', root, 'last_task', c.task_id)
 end
 local ready = {}
--- Activations the task scheduled come first, in call order; then static successors (§7.1).
+-- Activations the task scheduled come first, in call order; then static successors.
 for _, d in ipairs(c.dynamic) do
   redis.call('SADD', k('known'), d[1])
   if d[4] > 0 then
@@ -371,7 +373,7 @@ return enc({status = 'ok', enqueue = {c.spec}})
 # (run-level end from outside a task). The optional fields (error_type, failed_task…) and
 # error blob are written only if this ends the run. ``force`` = "1" also ends a run that is
 # already final: only the worker whose own step just finished it uses it (a deferred
-# checkpoint that could not be written fails the run, §13.4).
+# checkpoint that could not be written fails the run, see docs/checkpoints.md).
 END_RUN = PRELUDE + r"""
 local state = redis.call('HGET', root, 'state')
 if not state then return enc({status = 'missing'}) end

@@ -1,4 +1,7 @@
-"""One pooled run's state in Redis: creation, the atomic steps, and consistent reads (§16.3)."""
+"""One pooled run's state in Redis: creation, the atomic steps, and consistent reads.
+
+Its keys are listed in docs/keys.md.
+"""
 
 from __future__ import annotations
 
@@ -139,7 +142,7 @@ class SessionStore:
     def redeliver(
         self, spec_id: str, attempt: int, new_spec: bytes, worker: str, *, unrunnable: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """Put a lost attempt's activation back to pending as ``new_spec`` (idempotent, §16.6).
+        """Put a lost attempt's activation back to pending as ``new_spec`` (idempotent).
 
         ``unrunnable`` ({task_id, error}): the attempt was not lost but could not load its
         task on ``worker``; the event says so (``unrunnable``) instead of ``redelivered``.

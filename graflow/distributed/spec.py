@@ -1,4 +1,4 @@
-"""The wire ``TaskSpec`` (§16.2): one activation, msgspec-JSON encoded, the payload of one rq job."""
+"""The wire ``TaskSpec``: one activation, msgspec-JSON encoded, the payload of one rq job."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand a whole run to the worker pool (§16.1); the producer may exit right after."""
+"""Hand a whole run to the worker pool; the producer may exit right after."""
 
 from __future__ import annotations
 

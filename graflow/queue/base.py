@@ -1,4 +1,4 @@
-"""In-process queue items (§8.4): a ``TaskSpec`` is one activation holding live objects."""
+"""In-process queue items: a ``TaskSpec`` is one activation holding live objects."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class TaskSpec:
         )
 
     def to_state(self) -> dict[str, Any]:
-        """The checkpoint ``pending_tasks`` entry (§13.3)."""
+        """The checkpoint ``pending_tasks`` entry (see docs/checkpoints.md)."""
         return {
             "task_id": self.task_id,
             "spec_id": self.spec_id,
@@ -96,7 +96,7 @@ class TaskSpec:
         }
 
     def to_wire(self, **fields: Any) -> Any:
-        """The §16.2 wire form of this activation."""
+        """The wire form of this activation (``graflow.distributed.spec``)."""
         from graflow.distributed.spec import TaskSpec as WireSpec
 
         ctx = self.execution_context

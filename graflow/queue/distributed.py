@@ -1,4 +1,4 @@
-"""Upstream's Redis-backed task queue, on rq (§16.8 kept names)."""
+"""Upstream's Redis-backed task queue, on rq (an upstream path, see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Storage of checkpoint artefacts: local files, Redis keys or fsspec URLs (§13.2).
+"""Storage of checkpoint artefacts: local files, Redis keys or fsspec URLs.
 
 The ground floor under ``graflow.core.checkpoint``: it moves the bytes of the three
 artefacts of a checkpoint (``<base>.pkl``, ``<base>.state.json``, ``<base>.meta.json``,

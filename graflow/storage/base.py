@@ -1,4 +1,4 @@
-"""The storage interface for checkpoint artefacts (api-contract §13.2).
+"""The storage interface for checkpoint artefacts (see docs/checkpoints.md).
 
 A checkpoint is three artefacts sharing a *base*: ``<base>.pkl``, ``<base>.state.json``
 and ``<base>.meta.json``. meta.json is the commit marker: it is written last, and a

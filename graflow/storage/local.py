@@ -1,6 +1,6 @@
 """Checkpoints on the local filesystem (plain paths and ``file://`` URLs).
 
-Write protocol (crash-safe; §13.2 "Atomicity"):
+Write protocol (crash-safe; see docs/checkpoints.md):
 
 1. each artefact goes to a temporary file in the target directory (``.<name>.<hex>.tmp``),
    which is flushed and fsynced;

@@ -1,4 +1,4 @@
-"""From a checkpoint location (path or URL) to a store (api-contract §13.2).
+"""From a checkpoint location (path or URL) to a store.
 
 * local paths and ``file://`` URLs → ``LocalStore``;
 * ``redis://[user:pass@]host:port/db/<key>`` and ``rediss://…`` → ``RedisStore``;

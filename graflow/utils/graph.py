@@ -1,4 +1,4 @@
-"""Graph drawings as plain text (D10): ASCII, Mermaid and Graphviz DOT; PNG needs ``graflow[viz]``."""
+"""Graph drawings as plain text: ASCII, Mermaid and Graphviz DOT; PNG needs ``graflow[viz]``."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ its branch) with ``WorkerLostError`` instead of killing more workers.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -283,14 +282,14 @@ def _text(value: Any) -> str:
 def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
     a plain rq worker) abandons a job before the reaper does, redeliver it anyway, with
-    the same poison-task limit (``GRAFLOW_MAX_REDELIVERIES``); rq records the failure."""
+    the same poison-task limit (the worker's ``--max-redeliveries``); rq records the failure."""
     from rq.exceptions import AbandonedJobError
 
     if isinstance(exc_value, AbandonedJobError) or exc_type is AbandonedJobError:
-        from graflow.worker.settings import DEFAULT_MAX_REDELIVERIES
+        from graflow.limits import max_redeliveries
 
         try:
-            limit = int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or DEFAULT_MAX_REDELIVERIES)
+            limit = max_redeliveries()
             redeliver(connection, job, lost_worker=job.worker_name or "unknown", why="lost (rq's registry clean-up)",
                       max_redeliveries=limit, reaper="rq", record=False)  # fmt: skip
         except Exception:

@@ -1,4 +1,4 @@
-"""Handing a running job back to its queue when a worker is stopped hard (§16.7).
+"""Handing a running job back to its queue when a worker is stopped hard.
 
 A second SIGTERM/SIGINT must not lose the running task. The job cannot simply be
 pushed again under its own id: its hash, execution and registry entries describe the

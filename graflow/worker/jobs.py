@@ -1,9 +1,9 @@
-"""The rq job function every graflow activation runs (§16.2).
+"""The rq job function every graflow activation runs (see docs/life-of-a-task.md).
 
 ``execute_task_spec`` is importable by a plain ``rq worker`` too. It verifies the
 payload's signature before decoding anything, rejects wire versions it does not
 know, and fails the named session with the reason, so a bad payload never runs
-and never goes unnoticed (§15).
+and never goes unnoticed.
 """
 
 from __future__ import annotations

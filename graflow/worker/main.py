@@ -1,4 +1,4 @@
-"""``python -m graflow.worker.main``: upstream Graflow's worker command line (§16.7).
+"""``python -m graflow.worker.main``: upstream Graflow's worker command line.
 
 Upstream deployments (Dockerfiles, compose files, k8s manifests) start workers with
 these flags and variables; they keep working, but run the same rq-based worker as

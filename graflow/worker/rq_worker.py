@@ -1,6 +1,6 @@
 """``GraflowWorker``: rq's ``Worker`` with graflow's leases, in-process execution and signals.
 
-Why a subclass and not rq as-is (§16.6, §16.7):
+Why a subclass and not rq as-is (see docs/failover.md):
 
 * **Leases.** A running graflow job's lease is its ``{job_id}:{execution_id}`` entry in
   ``keys.leases``, scored with a deadline on the Redis server's clock and renewed by the

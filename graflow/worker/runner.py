@@ -26,7 +26,7 @@ from graflow.worker.settings import WorkerSettings
 
 log = logging.getLogger("graflow.worker")
 
-#: Seconds to keep retrying Redis at start-up (§16.7); ``GRAFLOW_WORKER_REDIS_WAIT`` overrides.
+#: Seconds to keep retrying Redis at start-up; ``GRAFLOW_WORKER_REDIS_WAIT`` overrides.
 REDIS_WAIT = 10.0
 _FIX = "start Redis there or point --url/GRAFLOW_REDIS_URL at a running server (check host, port, password and TLS)"
 _URL_PASSWORD = re.compile(r"((?:rediss?|unix)://[^:/@\s]*:)[^@\s]+@")
@@ -183,10 +183,12 @@ def record_signals() -> PendingSignals:
 def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = None) -> int:
     """Run one ``GraflowWorker`` in this process until it stops; returns the exit code."""
     from graflow.core.timeout import set_default_timeout
+    from graflow.limits import set_max_redeliveries
     from graflow.worker.rq_worker import GraflowWorker
 
     pending = record_signals() if pending is None else pending
     set_default_timeout(settings.task_timeout)  # read by every pooled attempt (PoolEngine)
+    set_max_redeliveries(settings.max_redeliveries)  # one limit for every redelivery path
     connection = settings.connect()
     try:
         with wrap_connection_errors(settings.url):

@@ -1,4 +1,4 @@
-"""What a worker process is told to do, resolved once from flags and environment (§16.7, §18).
+"""What a worker process is told to do, resolved once from flags and environment.
 
 One frozen object is built by both entry points (``graflow worker`` and the
 upstream-compatible ``python -m graflow.worker.main``) so that they run the same code
@@ -240,7 +240,7 @@ def _task_timeout(flag: float | None, env_value: str | None) -> float | None:
 
 
 def _fill_password(url: str, password: str | None) -> str:
-    """``url`` with ``password`` added when the URL has none (``REDIS_PASSWORD``, §16.7)."""
+    """``url`` with ``password`` added when the URL has none (``REDIS_PASSWORD``)."""
     _desc, existing = parse_redis_url(url)  # also validates the scheme (ConfigError)
     if existing is not None or not password:
         return url

@@ -1,4 +1,4 @@
-"""``--concurrency N``: N worker processes under one supervising parent (§16.7).
+"""``--concurrency N``: N worker processes under one supervising parent (see docs/failover.md).
 
 Each child is a full ``GraflowWorker`` (its own Redis connections, heartbeat thread
 and rq registration) named ``{name}-{i}``, so one crashing job takes down one worker,

@@ -1,4 +1,4 @@
-"""``TaskWorker``: upstream Graflow's in-process worker, on threads, over rq (§16.8).
+"""``TaskWorker``: upstream Graflow's in-process worker, on threads, over rq.
 
 Upstream code embeds a worker in an application process with
 ``TaskWorker(queue, worker_id).start()`` … ``stop()``. Here each of the

@@ -1,8 +1,9 @@
-"""Behaviour tests: one workflow, run by every driver (design.md, "One scheduler, two drivers").
+"""Behaviour tests: one workflow, run by every driver (see docs/architecture.md).
 
-The ``driver`` fixture is parametrized over the drivers that exist. Today that is only
-``"local"`` (the in-process ``WorkflowEngine``); a later issue adds ``"pool"``, which runs
-the same workflow on rq worker subprocesses. A test that takes ``driver`` must therefore:
+The ``driver`` fixture is parametrized over both drivers: ``"local"`` (the in-process
+``WorkflowEngine``) and ``"pool"`` (the same workflow submitted to two rq worker
+subprocesses). ``drivers_in_lockstep`` gives both at once, the pool with one worker
+(tests/behaviour/test_differential.py). A test that takes ``driver`` must therefore:
 
 * record what ran through the run's channel (``ctx.get_channel().append(...)``), never
   through Python globals, lists or closures (on workers tasks run in other processes);
@@ -53,11 +54,11 @@ class Driver(Protocol):
 class LocalDriver:
     """The in-process engine.
 
-    It does what ``WorkflowContext.execute`` does (§6: a fresh ``ExecutionContext``, each
+    It does what ``WorkflowContext.execute`` does (a fresh ``ExecutionContext``, each
     ``initial_channel`` item written with ``channel.set``, a fresh ``WorkflowEngine``), but
     builds the context itself so that ``completed_tasks``, ``steps`` and the channel are
     available when the run raises. ``start_node=None`` relies on ``ExecutionContext.create``
-    queueing the single start candidate (§8.1); ``wf.execute()`` itself is exercised by
+    queueing the single start candidate; ``wf.execute()`` itself is exercised by
     dedicated tests.
     """
 
@@ -154,6 +155,18 @@ def worker_pool(redis_url: str) -> Iterator[Any]:
         yield pool
 
 
+@pytest.fixture(scope="session")
+def drivers_in_lockstep(redis_url: str) -> Iterator[tuple[Driver, Driver]]:
+    """The in-process engine and a pool of ONE worker, which runs ready tasks one at a time
+    in queue order as the engine does (tests/behaviour/test_differential.py)."""
+    import os
+
+    from workerpool import Pool
+
+    with Pool(redis_url, 1, extra_paths=[os.path.dirname(__file__)]) as pool:
+        yield LocalDriver(), PoolDriver(pool)
+
+
 @pytest.fixture(params=sorted(DRIVERS))
 def driver(request: pytest.FixtureRequest) -> Driver:
     """Runs a workflow with one of the drivers; see the module docstring for the rules."""
@@ -164,8 +177,8 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 
 @pytest.fixture(autouse=True)
 def _no_current_workflow() -> Iterator[None]:
-    """Operators outside a ``with workflow()`` block create and set an anonymous workflow
-    (§4); make sure no test sees another test's current workflow."""
+    """Operators outside a ``with workflow()`` block create and set an anonymous workflow;
+    make sure no test sees another test's current workflow."""
     from graflow.core.workflow import clear_workflow_context
 
     clear_workflow_context()

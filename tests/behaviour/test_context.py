@@ -1,4 +1,4 @@
-"""§8.1 `ExecutionContext` and §8.2 `TaskExecutionContext`."""
+"""`ExecutionContext` and `TaskExecutionContext`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Point(TypedDict):
     y: int
 
 
-# --- §8.1 construction -----------------------------------------------------------------
+# --- construction ----------------------------------------------------------------------
 
 
 def test_constructor_defaults():
@@ -119,7 +119,7 @@ def test_create_passes_session_id():
     assert ctx.max_steps == 7
 
 
-# --- §8.1 results and bookkeeping ------------------------------------------------------
+# --- results and bookkeeping -----------------------------------------------------------
 
 
 def test_results_live_under_result_key():
@@ -259,7 +259,7 @@ def test_execute_with_cycles_runs_a_graph():
     assert ran == ["a", "b"]
 
 
-# --- §8.1 pickling and save/load -------------------------------------------------------
+# --- pickling and save/load ------------------------------------------------------------
 
 
 def _stopped_context():
@@ -339,7 +339,7 @@ def test_load_foreign_file_raises_payload_error(tmp_path):
     assert isinstance(info.value, pickle.UnpicklingError)
 
 
-# --- §8.2 TaskExecutionContext ---------------------------------------------------------
+# --- TaskExecutionContext --------------------------------------------------------------
 
 
 def test_task_context_identity_members(driver):

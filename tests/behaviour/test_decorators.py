@@ -1,4 +1,4 @@
-"""§3 `@task`: forms, metadata, options, errors and registration."""
+"""`@task`: forms, metadata, options, errors and registration."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_injected_context_is_never_resolved_from_channel_whatever_its_name(drive
 
     out = driver.run(wf, initial_channel={"ctx": "from-channel"})
     assert out.error is None
-    # `ctx` is an ordinary parameter here, so it resolves from the channel (§8.3)
+    # `ctx` is an ordinary parameter here, so it resolves from the channel
     assert out.channel.get("got") == [True, "from-channel"]
 
 

@@ -1,4 +1,4 @@
-"""§7.4 dynamic tasks (`next_task`, D11) and §7.5 iterations (`next_iteration`)."""
+"""Dynamic tasks (`next_task`) and iterations (`next_iteration`); see docs/execution.md."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _ids(items):
     return [getattr(i, "task_id", i) for i in items]
 
 
-# --- §7.4 next_task --------------------------------------------------------------------
+# --- next_task -------------------------------------------------------------------------
 
 
 def _new_task_workflow():
@@ -289,7 +289,7 @@ def test_instance_created_in_a_body_runs_with_bound_kwargs(driver):
     assert sorted(out.channel.get("order")) == ["w1:1", "w2:2"]
 
 
-# --- §7.5 next_iteration ---------------------------------------------------------------
+# --- next_iteration --------------------------------------------------------------------
 
 
 def test_iteration_ids_data_and_cycle_counts(driver):

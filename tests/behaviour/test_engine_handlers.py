@@ -1,4 +1,4 @@
-"""§9 engine, handlers and the tracer hook."""
+"""The engine, handlers and the tracer hook."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from graflow.trace import NoopTracer
 
 
 class DoublingHandler(TaskHandler):
-    """Runs the task and stores twice its result, as a handler must (§9)."""
+    """Runs the task and stores twice its result, as a handler must."""
 
     def execute_task(self, task, context):
         value = task.run() * 2
@@ -49,7 +49,7 @@ def _rec(name):
 
 
 class RecordingTracer(NoopTracer):
-    """Records which hooks the engine calls (argument lists are not part of §9)."""
+    """Records which hooks the engine calls (argument lists are not part of the interface)."""
 
     def __init__(self):
         super().__init__()

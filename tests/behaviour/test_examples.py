@@ -1,4 +1,4 @@
-"""§20.2 E1–E4, verbatim (in-process, through `wf.execute`), plus driver variants."""
+"""The example programs E1–E4, verbatim (in-process, through `wf.execute`), plus driver variants."""
 
 # ruff: noqa: E701, E702
 
@@ -159,7 +159,7 @@ def test_e4_iteration_static_loop_and_step_limit_verbatim():
         @task
         def publish(refine: int) -> str: return f"v{refine}"
         refine >> publish
-        assert wf.execute() == "v3"          # publish ran once, after the last iteration (§7.5)
+        assert wf.execute() == "v3"          # publish ran once, after the last iteration
     with workflow("agent") as wf2:
         @task(inject_context=True)
         def agent(ctx): pass                 # never terminates

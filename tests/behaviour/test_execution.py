@@ -1,4 +1,4 @@
-"""§7.1 queue and completion sequence, §7.2 join rule (D4), §7.9 results."""
+"""The completion sequence, the join rule and results (see docs/execution.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def idx(order, name):
     return order.index(name)
 
 
-# --- §7.1 ------------------------------------------------------------------------------
+# --- the completion sequence -----------------------------------------------------------
 
 
 def _fifo_workflow():
@@ -148,7 +148,7 @@ def test_failed_run_does_not_run_activations_of_the_failed_attempt(driver):
 
 
 def test_failed_attempt_clears_its_checkpoint_request(tmp_path, monkeypatch):
-    """§7.1: if the attempt fails, its checkpoint request is cleared (flags only; files: §13)."""
+    """A failed attempt's checkpoint request is cleared (the flags; files: tests/checkpoints)."""
     monkeypatch.chdir(tmp_path)
     with workflow("ckpt_flag") as wf:
 
@@ -169,7 +169,7 @@ def test_failed_attempt_clears_its_checkpoint_request(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # the failed attempt's request wrote nothing
 
 
-# --- §7.2 join rule --------------------------------------------------------------------
+# --- join rule -------------------------------------------------------------------------
 
 
 def test_hand_built_diamond_runs_sink_once_after_both(driver):
@@ -361,7 +361,7 @@ def test_goto_to_a_join_target_runs_it_once(driver):
 
 
 def test_goto_to_a_join_target_clears_its_arrival_set():
-    """§7.2: queuing T for another reason (goto/next_task) clears A(T); b's later arrival
+    """Join rule: queuing T for another reason (goto/next_task) clears A(T); b's later arrival
     alone does not queue `store` a second time."""
     _, ctx = _goto_join_workflow().execute(ret_context=True)
     assert ctx.channel.get("order") == ["fetch", "a", "b", "store"]
@@ -436,7 +436,7 @@ def test_run_ending_with_waiting_join_logs_one_warning_naming_it(caplog):
     assert hits[0].levelno == logging.WARNING
 
 
-# --- §7.9 results ----------------------------------------------------------------------
+# --- results ---------------------------------------------------------------------------
 
 
 def test_run_result_is_last_completed_tasks_return_value_even_none(driver):

@@ -1,4 +1,4 @@
-"""§5 `TaskGraph`: nodes, edges, members, start candidates, fingerprint, text drawing."""
+"""`TaskGraph`: nodes, edges, members, start candidates, fingerprint, text drawing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""§8.3 keyword-argument resolution."""
+"""Keyword-argument resolution: upstream results, channel keys, then defaults."""
 
 from __future__ import annotations
 

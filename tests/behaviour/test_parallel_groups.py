@@ -1,4 +1,4 @@
-"""§7.3 parallel groups (branches, shared context) and §10 group policies."""
+"""Parallel groups (branches, shared context) and group policies (see docs/execution.md)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class RequireFirstMemberFailedPolicy(GroupExecutionPolicy):
             )
 
 
-# --- branches and the shared context (§7.3, D17) ---------------------------------------
+# --- branches and the shared context ---------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", ["threading", "direct"])
@@ -345,7 +345,7 @@ def test_branch_fails_when_its_in_branch_task_fails(driver):
     assert "t" not in out.completed_tasks
 
 
-# --- §10 policies ----------------------------------------------------------------------
+# --- policies --------------------------------------------------------------------------
 
 
 def test_strict_is_default_and_a_failed_member_fails_the_group(driver):

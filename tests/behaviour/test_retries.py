@@ -1,4 +1,4 @@
-"""§7.7 retries and §11 `RetryPolicy`, `RetryController`, `CycleController`."""
+"""Retries, `RetryPolicy`, `RetryController` and `CycleController` (see docs/execution.md)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_get_delay_jitter_bounds_and_cap():
     assert max(capped) <= 10.0
 
 
-# --- retry semantics (§7.7) ------------------------------------------------------------
+# --- retry semantics -------------------------------------------------------------------
 
 
 def test_exhausted_retries_raise_retry_limit_exceeded(driver):
@@ -284,7 +284,7 @@ def test_engine_thread_sleeps_for_in_process_retry():
     assert time.monotonic() - started >= 0.045
 
 
-# --- controllers (§11) -----------------------------------------------------------------
+# --- controllers -----------------------------------------------------------------------
 
 
 def test_retry_controller_per_node_settings():

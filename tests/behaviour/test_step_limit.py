@@ -1,4 +1,4 @@
-"""§7.8 the step limit (D6)."""
+"""The step limit (see docs/execution.md)."""
 
 from __future__ import annotations
 

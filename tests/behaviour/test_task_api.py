@@ -1,4 +1,4 @@
-"""§4 `graflow.core.task`: Executable, TaskWrapper, Task, SequentialTask, ParallelGroup,
+"""`graflow.core.task`: Executable, TaskWrapper, Task, SequentialTask, ParallelGroup,
 chain/parallel and the operator table."""
 
 from __future__ import annotations

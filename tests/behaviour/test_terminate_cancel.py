@@ -1,4 +1,4 @@
-"""§7.6 terminate and cancel, including inside group members (D18)."""
+"""Terminate and cancel, including inside group members (see docs/execution.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The deliberate differences from upstream (§1) that the core must show, one named test each
+"""The deliberate differences from upstream Graflow that the core must show, one named test each
 (and more where a fix has several faces)."""
 
 from __future__ import annotations
@@ -202,8 +202,8 @@ def test_d4_agent_tool_agent_still_loops_until_max_steps(driver):
 
 def test_d5_deferred_checkpoint_in_member_is_taken_at_group_level(tmp_path, monkeypatch):
     """A deferred request by a member is not handled when the member completes but when the
-    group node completes (§7.3). The checkpoint *files* are §13 (a later issue): the
-    assertions on `checkpoint_metadata` / `last_checkpoint_path` below need it."""
+    group node completes; the assertions on `checkpoint_metadata` / `last_checkpoint_path`
+    below check the checkpoint written then."""
     monkeypatch.chdir(tmp_path)
     seen = {}
     with workflow("d5") as wf:
@@ -231,7 +231,7 @@ def test_d5_deferred_checkpoint_in_member_is_taken_at_group_level(tmp_path, monk
     # after the group completed, the request has been handled
     assert seen["after"] == (False, True)
     assert ctx.checkpoint_requested is False
-    # §7.3 auto keys (needs §13 checkpoint writing)
+    # the group-level auto keys (docs/execution.md, "Parallel groups")
     user = ctx.checkpoint_metadata["user_metadata"]
     assert user["task_id"] == "G"
     assert user["requested_by"] == ["a"]

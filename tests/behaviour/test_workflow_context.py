@@ -1,4 +1,4 @@
-"""§6 `graflow.core.workflow`: the context manager, `execute`, pass-throughs, helpers."""
+"""`graflow.core.workflow`: the context manager, `execute`, pass-throughs, helpers."""
 
 from __future__ import annotations
 

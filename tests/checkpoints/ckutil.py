@@ -14,7 +14,7 @@ from typing import Any
 
 SUFFIXES = (".pkl", ".state.json", ".meta.json")
 
-#: §13.3: the exact keys of state.json, of one pending entry, and of meta.json.
+#: The exact keys of state.json, of one pending entry, and of meta.json (docs/checkpoints.md).
 STATE_KEYS = {
     "schema_version", "checkpoint_id", "session_id", "trace_id", "start_node", "steps",
     "max_steps", "default_max_cycles", "default_max_retries", "completed_tasks",

@@ -1,4 +1,4 @@
-"""The helpers the product page leaves undefined, as deterministic stubs (§20.1).
+"""The helpers the product page leaves undefined, as deterministic stubs.
 
 Each records into calls.log (ckutil.record); ``maybe_fail(name)`` raises once after
 ``ckutil.arm(name)``, so a test can make a step fail and observe the re-execution.

@@ -1,4 +1,4 @@
-"""Bad checkpoints and failed writes (§13.2, §13.5, §14, §15).
+"""Bad checkpoints and failed writes (see docs/checkpoints.md).
 
 Every bad input raises a typed error from graflow.exceptions whose message names the
 file and the fix, and a failed or interrupted write leaves nothing half-written behind.

@@ -1,4 +1,4 @@
-"""When checkpoints are written, what they capture, and where they go (§13.1–13.4)."""
+"""When checkpoints are written, what they capture, and where they go (see docs/checkpoints.md)."""
 
 from __future__ import annotations
 

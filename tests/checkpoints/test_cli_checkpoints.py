@@ -1,4 +1,4 @@
-"""``graflow checkpoints list`` and ``graflow resume --local``, as subprocesses (§17)."""
+"""``graflow checkpoints list`` and ``graflow resume --local``, as subprocesses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""E5 (§20.2): local checkpoint, crash, fix, resume — the program verbatim, in a tmp cwd.
+"""E5: local checkpoint, crash, fix, resume — the example program verbatim, in a tmp cwd.
 
 Restored tasks are copies, so the program logs progress to e5.log, not to a global.
 """

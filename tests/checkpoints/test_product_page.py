@@ -1,6 +1,6 @@
-"""The Checkpoints product page (shared/seed/checkpoints.md), run as written (§20.1).
+"""The Checkpoints product page (shared/seed/checkpoints.md), run as written.
 
-One test per heading of the §20.1 table; the headings of the page's "Idempotency",
+One test per heading of the page; the headings of the page's "Idempotency",
 "Common Patterns" and "Best Practices" sections are in test_product_page_patterns.py
 (the two files would exceed the size limit as one). Each page snippet is copied
 verbatim, imports included, between ``# --- page`` and ``# --- end`` markers; the
@@ -54,7 +54,7 @@ from graflow.core.workflow import workflow
 from graflow.exceptions import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 
 
-# -- the rows of §20.1 ------------------------------------------------------------------
+# -- one test per heading ---------------------------------------------------------------
 def test_checkpoints_intro() -> None:
     with workflow("intro") as wf:
         # --- page: Checkpoints (Overview)
@@ -135,7 +135,7 @@ def test_checkpoint_with_custom_path(tmp_path: Any) -> None:
         else:
             shutil.rmtree("/checkpoints", ignore_errors=True)
     # Anywhere unwritable (here: under a regular file) a CheckpointError names the path;
-    # the task stays completed and its successors stay queued (§13.4).
+    # the task stays completed and its successors stay queued.
     (tmp_path / "blocker").write_text("a file, not a directory")
     target = str(tmp_path / "blocker" / "batch_1")
     with workflow("custom_path_blocked") as wf:

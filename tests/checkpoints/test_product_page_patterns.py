@@ -1,4 +1,4 @@
-"""The product page's Idempotency, Common Patterns and Best Practices headings (§20.1).
+"""The product page's Idempotency, Common Patterns and Best Practices headings.
 
 Continues test_product_page.py: one test per heading, each page snippet copied
 verbatim between ``# --- page`` and ``# --- end`` markers, the page's undefined helpers

@@ -23,7 +23,7 @@ class FlowError(Exception):
 
 
 class FlowRuntimeError(GraflowRuntimeError):
-    """A GraflowRuntimeError raised by a task: it propagates unchanged (§7.7)."""
+    """A GraflowRuntimeError raised by a task: it propagates unchanged."""
 
 
 def gate(ctx: Any, key: str = "go") -> None:

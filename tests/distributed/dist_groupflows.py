@@ -1,4 +1,4 @@
-"""Workflows whose parallel group runs on the pool from an in-process run (§16.8).
+"""Workflows whose parallel group runs on the pool from an in-process run.
 
 Workers import this module (it is on their PYTHONPATH), like ``dist_flows``.
 """

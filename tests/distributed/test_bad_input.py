@@ -1,4 +1,4 @@
-"""Bad payloads, lost graphs, unknown sessions and unreachable Redis (§14, §15, §16.2–16.4, §17)."""
+"""Bad payloads, lost graphs, unknown sessions and unreachable Redis."""
 
 from __future__ import annotations
 

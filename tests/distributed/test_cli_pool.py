@@ -1,4 +1,4 @@
-"""``graflow submit`` and ``graflow status`` against a real pool (§17)."""
+"""``graflow submit`` and ``graflow status`` against a real pool."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _attach(pool: DistPool, session_id: str) -> WorkflowRun:
 
 
 def _one_error_line(stderr: str) -> str:
-    """The error: one line, the last one (warnings logged before it are allowed, §15)."""
+    """The error: one line, the last one (warnings logged before it are allowed)."""
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("graflow: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], stderr

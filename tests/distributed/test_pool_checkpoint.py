@@ -1,4 +1,4 @@
-"""Checkpoints written on the pool and resumed on it or in-process (§16.5, E8)."""
+"""Checkpoints written on the pool and resumed on it or in-process (see docs/checkpoints.md)."""
 
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def test_failed_checkpoint_write_fails_the_run(pool: DistPool, which: str) -> No
     assert isinstance(info.value.cause, CheckpointError) and "/dev/null/not-a-dir" in str(info.value.cause)
     status = run.status()
     assert (status.state, status.stop_reason, status.failed_task) == ("failed", "task_failed", which)
-    # §13.4: the task stays completed; its successors stay queued and never run.
+    # A failed write: the task stays completed; its successors stay queued and never run.
     completed = ["first"] if which == "first" else ["first", "last"]
     assert run.store.completed() == completed and run.channel.get("ran") == completed
     assert status.pending == (1 if which == "first" else 0)

@@ -96,20 +96,7 @@ def test_a_task_module_only_the_producer_has_fails_the_run_with_task_unrunnable(
     make_pool: Callable[..., DistPool], tmp_path: Path
 ) -> None:
     pool = make_pool(1)
-    name = f"gf_producer_only_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(PRODUCER_ONLY)
-    env = child_env()
-    env["PYTHONPATH"] += os.pathsep + str(tmp_path)  # the producer's path, not the workers'
-    out = subprocess.run(
-        [sys.executable, "-m", "graflow", "submit", f"{name}:build", "--url", pool.redis_url,
-         "--queue", pool.queue, "--prefix", pool.prefix, "--wait"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 1, out.stderr
-    assert "TaskUnrunnableError" in out.stderr and f"ModuleNotFoundError: No module named '{name}'" in out.stderr
-    assert "importable on every worker" in out.stderr
-    session = out.stdout.split()[0]
-
+    session = _submit_producer_only(pool, tmp_path)
     run = WorkflowRun.attach(session, pool.redis_url, key_prefix=pool.prefix)
     status = run.status()
     assert (status.state, status.stop_reason, status.failed_task) == ("failed", "task_failed", "a")
@@ -130,6 +117,39 @@ def test_a_task_module_only_the_producer_has_fails_the_run_with_task_unrunnable(
     assert "a: TaskUnrunnableError: task 'a' cannot be loaded" in shown.stdout
     assert "unrunnable" in shown.stdout
     assert pool.procs[0].poll() is None  # the worker lives on
+
+
+def test_the_redelivery_limit_of_an_unrunnable_task_is_the_workers_flag(
+    make_pool: Callable[..., DistPool], tmp_path: Path
+) -> None:
+    """``--max-redeliveries`` governs every redelivery the worker decides on, not only lost
+    workers: with 1, an unrunnable task is tried twice (no GRAFLOW_MAX_REDELIVERIES set)."""
+    pool = make_pool(1, start=False)
+    pool.args = [*pool.args, "--max-redeliveries", "1"]
+    pool.__enter__()
+    session = _submit_producer_only(pool, tmp_path)
+    run = WorkflowRun.attach(session, pool.redis_url, key_prefix=pool.prefix)
+    kinds = [e["event"] for e in _events(run)]
+    assert kinds.count("unrunnable") == 1 and kinds[-2:] == ["failed", "finished"], kinds
+
+
+def _submit_producer_only(pool: DistPool, tmp_path: Path) -> str:
+    """``graflow submit --wait`` of a workflow whose module only the producer has; the
+    command fails with TaskUnrunnableError; returns the session id."""
+    name = f"gf_producer_only_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(PRODUCER_ONLY)
+    env = child_env()
+    env.pop("GRAFLOW_MAX_REDELIVERIES", None)
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)  # the producer's path, not the workers'
+    out = subprocess.run(
+        [sys.executable, "-m", "graflow", "submit", f"{name}:build", "--url", pool.redis_url,
+         "--queue", pool.queue, "--prefix", pool.prefix, "--wait"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "TaskUnrunnableError" in out.stderr and f"ModuleNotFoundError: No module named '{name}'" in out.stderr
+    assert "importable on every worker" in out.stderr
+    return out.stdout.split()[0]
 
 
 # ------------------------------------------------------- producers on another Python

@@ -1,4 +1,4 @@
-"""The upstream-compatible distributed path (§16.8): in-process runs on Redis, groups on the pool."""
+"""The upstream-compatible distributed path: in-process runs on Redis, groups on the pool."""
 
 from __future__ import annotations
 

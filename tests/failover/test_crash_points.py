@@ -1,4 +1,4 @@
-"""No lost work at any crash point (design: "No lost work at any crash point"; §16.4, §16.6).
+"""No lost work at any crash point (listed in graflow/crash.py; see docs/failover.md).
 
 One workflow (a diamond fetch → a, b → join, a parallel group, a task that writes a
 deferred checkpoint) runs on two workers with a 1.5 s heartbeat while one crash point

@@ -1,4 +1,4 @@
-"""Workers lost at random moments (§16.6): nothing lost, nothing completed twice.
+"""Workers lost at random moments: nothing lost, nothing completed twice.
 
 A 500-task run (start → a parallel group of 480 members → a chain of 18) runs on three
 workers with a 1.5 s heartbeat while the test, playing the orchestrator, SIGKILLs the

@@ -1,4 +1,4 @@
-"""Redis restarts under a running pool (§16.6, §16.7; design: "No lost work").
+"""Redis restarts under a running pool: no lost work (see docs/failover.md).
 
 A private ``redis-server`` (free port, its own directory) is stopped with SIGTERM while
 a run is in progress and restarted on the same port and directory. With AOF

@@ -1,4 +1,4 @@
-"""Signals, horse death, poison tasks and E7 (§16.6, §16.7, §20.2 E7).
+"""Signals, horse death, poison tasks and the failover example E7 (see docs/failover.md).
 
 Real worker processes, real signals: a first SIGTERM lets the running task finish
 (exit 0); a second hands it back as attempt 2 (exit 1); a killed ``--fork`` work horse

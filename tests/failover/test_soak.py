@@ -1,4 +1,4 @@
-"""Many small runs, short TTLs: nothing a run leaves in Redis outlives it (§16.3, §18).
+"""Many small runs, short TTLs: nothing a run leaves in Redis outlives it (see docs/keys.md).
 
 40 runs (a dynamic task, a parallel group on half of them, a deferred checkpoint to a
 ``redis://`` location under the pool's prefix) with ``GRAFLOW_SESSION_TTL=3``,

@@ -1,4 +1,4 @@
-"""Upstream's ``TaskWorker``: rq jobs on threads of the calling process (§16.8)."""
+"""Upstream's ``TaskWorker``: rq jobs on threads of the calling process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``graflow worker`` as real subprocesses (§16.6 leases, §16.7 workers, §17 exit codes)."""
+"""``graflow worker`` as real subprocesses: leases, workers, exit codes (see docs/failover.md)."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def test_unreachable_redis_exits_3_with_one_masked_line(tmp_path: Path) -> None:
         f"graflow: error: cannot reach Redis at redis://:***@127.0.0.1:{url.split(':')[3]}"
     )
     assert "s3cret-pw" not in worker.stderr + worker.stdout
-    assert waited >= 9.5  # retried for 10 s first (§16.7)
+    assert waited >= 9.5  # retried for 10 s first
 
 
 def test_check_pings_redis(redis_url: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""How a parallel group's member outcomes decide the group's success (§10).
+"""How a parallel group's member outcomes decide the group's success (see docs/execution.md).
 
 Policies travel with the graph (in checkpoints and to workers), so they must pickle.
 """
