@@ -9,7 +9,7 @@ live runs, ``live_runs``). Ids are data: SCAN patterns built from them go throug
 
 from __future__ import annotations
 
-DEFAULT_PREFIX = "graflow"
+from graflow.defaults import DEFAULT_PREFIX
 
 
 def graph(prefix: str, graph_hash: str) -> str:

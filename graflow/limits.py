@@ -23,7 +23,8 @@ Should Redis still close the connection on a write (a server configured with a l
 It also holds the poison-task limit (``max_redeliveries``), which the worker sets from its
 ``--max-redeliveries`` so that every path that redelivers a task counts against one limit.
 
-This is a ground-floor module: the standard library and ``graflow.exceptions`` only.
+This is a ground-floor module: the standard library, ``graflow.defaults`` and
+``graflow.exceptions`` only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from graflow.defaults import DEFAULT_MAX_REDELIVERIES, DEFAULT_MAX_VALUE_BYTES
 from graflow.exceptions import ConfigError, ValueTooLargeError
 
 __all__ = [
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 ENV_VAR = "GRAFLOW_MAX_VALUE_BYTES"
-DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
+
 #: Redis's smallest allowed ``proto-max-bulk-len``: a smaller write is never refused for size.
 _MIN_BULK_LEN = 1024 * 1024
 
@@ -138,4 +140,4 @@ def max_redeliveries() -> int:
     else ``GRAFLOW_MAX_REDELIVERIES``, else 3."""
     if _max_redeliveries is not None:
         return _max_redeliveries
-    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or 3)
+    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or DEFAULT_MAX_REDELIVERIES)

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import Purpose, SecretKey, loads, pickle_payload, seal
+from graflow.defaults import DEFAULT_GRAPH_TTL
 from graflow.exceptions import GraflowRuntimeError, SerializationError
 from graflow.limits import check_value_size
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
 
-DEFAULT_GRAPH_TTL = 604800
 
 
 def graph_ttl() -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import Purpose, SecretKey, dumps, loads
+from graflow.defaults import DEFAULT_SESSION_TTL
 from graflow.exceptions import CheckpointError
 from graflow.limits import check_value_size
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
     from graflow.redisconn import ConnectionDescriptor
 
-SESSION_TTL = 604800
+SESSION_TTL = DEFAULT_SESSION_TTL
 
 
 @dataclass

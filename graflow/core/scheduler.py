@@ -228,15 +228,6 @@ class SchedulingCore:
         return verdict, self.ready_after(state, base_id) if offer else []
 
     @staticmethod
-    def checkpoint_due(verdict: int, report: AttemptReport | None) -> bool:
-        """Completion step 5: a deferred request is written unless the task canceled."""
-        return verdict != CANCEL and report is not None and report.checkpoint_request is not None
-
-    @staticmethod
-    def step_limit_reached(steps: int, max_steps: int) -> bool:
-        return steps >= max_steps
-
-    @staticmethod
     def on_failure(
         task_id: str, base_id: str, error: BaseException, retries: Any
     ) -> tuple[float | None, BaseException]:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from graflow.codec import SecretKey, sign
+from graflow.defaults import DEFAULT_FAILURE_TTL
 from graflow.distributed.spec import TaskSpec, decode, encode
 
 JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
@@ -24,7 +25,7 @@ JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
 #: rq worker) before graflow's reaper got to it: the task is redelivered anyway.
 ABANDONED_CALLBACK = "graflow.worker.failover.on_failure_callback"
 #: Default of ``failure_ttl``; the value used is ``session_ttl()`` (GRAFLOW_SESSION_TTL).
-FAILURE_TTL = 604800
+FAILURE_TTL = DEFAULT_FAILURE_TTL
 
 _queues_lock = threading.Lock()
 

@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 
 from graflow import keys
+from graflow.defaults import DEFAULT_SESSION_TTL
 from graflow.distributed import liveness, scripts
 from graflow.limits import send_checked
 
 logger = logging.getLogger("graflow.distributed")
 FINAL_STATES = frozenset({"completed", "failed", "canceled", "terminated"})
-DEFAULT_SESSION_TTL = 604800
 
 _scripts: dict[str, Any] = {}
 _scripts_lock = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 
+from graflow.defaults import DEFAULT_CHECKPOINT_DIRECTORY
 from graflow.exceptions import CheckpointError, UnsupportedCheckpointLocationError
 from graflow.redisconn import mask_url
 from graflow.storage.base import CheckpointStore, strip_suffix
@@ -21,7 +22,7 @@ from graflow.storage.redis_store import parse_redis_location
 __all__ = ["DEFAULT_DIRECTORY", "open_directory", "open_location", "scheme_of"]
 
 #: Where automatic checkpoints go without ``GRAFLOW_CHECKPOINT_DIR`` (relative to CWD).
-DEFAULT_DIRECTORY = "checkpoints"
+DEFAULT_DIRECTORY = DEFAULT_CHECKPOINT_DIRECTORY
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 

@@ -14,13 +14,14 @@ its branch) with ``WorkerLostError`` instead of killing more workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from redis.exceptions import LockError
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -224,8 +225,8 @@ class Reaper:
             # Its job is gone, or ended without taking its lease along: nothing to re-run.
             self.connection.zrem(self.leases_key, member)
             return 0
-        lock, token = keys.reaper_lock(self.prefix, job.origin), uuid.uuid4().hex
-        if not self.connection.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+        lock = self.connection.lock(keys.reaper_lock(self.prefix, job.origin), timeout=LOCK_SECONDS)
+        if not lock.acquire(blocking=False):
             return 0  # a hand-back of that queue is under way; the claim runs out, a later pass looks again
         try:
             if self.connection.zscore(started, member) is None:
@@ -235,8 +236,8 @@ class Reaper:
                       max_redeliveries=self.max_redeliveries, reaper=self.name,
                       leases_key=self.leases_key)  # fmt: skip
         finally:
-            if self.connection.get(lock) == token.encode():
-                self.connection.delete(lock)
+            with contextlib.suppress(LockError):  # it outlived LOCK_SECONDS: already free
+                lock.release()
         return 1
 
     def _requeue_stuck(self, listed: str, job_id: str) -> int:

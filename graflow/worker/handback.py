@@ -18,12 +18,14 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import now
 
+from graflow.defaults import DEFAULT_FAILURE_TTL
+
 if TYPE_CHECKING:
     from graflow.worker.rq_worker import GraflowWorker
 
 #: Failed-registry and job TTL when the job names none: as long as a finished session
 #: is kept (``GRAFLOW_SESSION_TTL``'s default), not rq's one year.
-HANDBACK_FAILURE_TTL = 7 * 24 * 3600
+HANDBACK_FAILURE_TTL = DEFAULT_FAILURE_TTL
 
 _SUFFIX = re.compile(r"^(?P<base>.+)-h(?P<n>\d+)$")
 

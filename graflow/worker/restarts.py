@@ -22,12 +22,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from graflow.defaults import (
+    DEFAULT_CRASH_LOOP_DEATHS,
+    DEFAULT_CRASH_LOOP_WINDOW,
+    DEFAULT_RESTART_BACKOFF,
+    DEFAULT_RESTART_BACKOFF_MAX,
+)
 from graflow.exceptions import ConfigError
-
-DEFAULT_RESTART_BACKOFF = 0.5
-DEFAULT_RESTART_BACKOFF_MAX = 30.0
-DEFAULT_CRASH_LOOP_DEATHS = 5
-DEFAULT_CRASH_LOOP_WINDOW = 60.0
 
 
 @dataclass(frozen=True)

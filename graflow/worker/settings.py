@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from graflow.defaults import DEFAULT_HEARTBEAT, DEFAULT_MAX_REDELIVERIES, DEFAULT_URL
 from graflow.exceptions import ConfigError
 from graflow.identifiers import check_key_prefix, check_queue_name
 from graflow.keys import DEFAULT_PREFIX
@@ -39,11 +40,6 @@ from graflow.worker.restarts import (
 if TYPE_CHECKING:
     import redis
 
-DEFAULT_URL = "redis://localhost:6379/0"
-#: The lease (seconds): a whole worker lost is failed over 3-4 s later (renewed every
-#: heartbeat/3 by the supervisor, one Redis command per pass; see graflow.worker.leases).
-DEFAULT_HEARTBEAT = 3.0
-DEFAULT_MAX_REDELIVERIES = 3
 #: The shortest lease we accept: below this, ordinary GC pauses would expire leases.
 MIN_HEARTBEAT = 0.5
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

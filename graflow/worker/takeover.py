@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -185,11 +184,13 @@ def hand_back_jobs(
 def _reaper_lock(connection: Any, prefix: str, queue: str, stopping: Callable[[], bool]) -> Any:
     """The queue's reaper lock, waited for (a reaper pass holds it for milliseconds; its
     TTL bounds the wait); yields False if ``stopping()`` turned true while waiting."""
+    from redis.exceptions import LockError
+
     from graflow.worker.failover import LOCK_SECONDS
 
-    lock, token = keys.reaper_lock(prefix, queue), uuid.uuid4().hex
+    lock = connection.lock(keys.reaper_lock(prefix, queue), timeout=LOCK_SECONDS)
     deadline = time.monotonic() + LOCK_SECONDS + 1.0
-    while not connection.set(lock, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+    while not lock.acquire(blocking=False):
         if stopping() or time.monotonic() > deadline:
             yield False
             return
@@ -197,8 +198,8 @@ def _reaper_lock(connection: Any, prefix: str, queue: str, stopping: Callable[[]
     try:
         yield True
     finally:
-        if connection.get(lock) == token.encode():
-            connection.delete(lock)
+        with contextlib.suppress(LockError):  # it outlived LOCK_SECONDS: already free
+            lock.release()
 
 
 def claim_name(

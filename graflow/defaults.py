@@ -1,0 +1,47 @@
+"""Every default graflow uses, in one place (in the manner of rq's ``defaults.py``).
+
+Each is the value a setting takes when neither a flag nor its environment variable sets
+it; the module that reads the setting imports it from here. This is a ground-floor module:
+it imports nothing.
+"""
+
+from __future__ import annotations
+
+#: Seconds in a week: how long a finished run's keys, graphs and failed rq jobs are kept.
+WEEK = 7 * 24 * 3600
+
+# -- Redis ----------------------------------------------------------------------------
+#: ``GRAFLOW_REDIS_URL``.
+DEFAULT_URL = "redis://localhost:6379/0"
+#: ``GRAFLOW_KEY_PREFIX``: every graflow key starts with it (graflow.keys).
+DEFAULT_PREFIX = "graflow"
+
+# -- retention --------------------------------------------------------------------------
+#: ``GRAFLOW_SESSION_TTL``: seconds a finished run's keys are kept.
+DEFAULT_SESSION_TTL = WEEK
+#: ``GRAFLOW_GRAPH_TTL``: seconds a graph is kept once no live run uses it.
+DEFAULT_GRAPH_TTL = WEEK
+#: How long rq keeps a failed or abandoned graflow job (its failed registry entry).
+DEFAULT_FAILURE_TTL = WEEK
+
+# -- workers ----------------------------------------------------------------------------
+#: ``GRAFLOW_HEARTBEAT``: the lease in seconds, on the Redis server's clock, renewed every
+#: third of it by the worker command's supervisor; a whole worker lost is failed over
+#: 3-4 s later (see docs/failover.md).
+DEFAULT_HEARTBEAT = 3.0
+#: ``GRAFLOW_MAX_REDELIVERIES``: lost attempts before a task fails with WorkerLostError.
+DEFAULT_MAX_REDELIVERIES = 3
+#: ``GRAFLOW_RESTART_BACKOFF`` / ``_MAX``: seconds before a dead worker process restarts.
+DEFAULT_RESTART_BACKOFF = 0.5
+DEFAULT_RESTART_BACKOFF_MAX = 30.0
+#: ``GRAFLOW_CRASH_LOOP_DEATHS`` within ``GRAFLOW_CRASH_LOOP_WINDOW`` seconds stop the pool.
+DEFAULT_CRASH_LOOP_DEATHS = 5
+DEFAULT_CRASH_LOOP_WINDOW = 60.0
+
+# -- values -----------------------------------------------------------------------------
+#: ``GRAFLOW_MAX_VALUE_BYTES``: the largest value sent to Redis in one piece.
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
+
+# -- checkpoints ------------------------------------------------------------------------
+#: ``GRAFLOW_CHECKPOINT_DIR``: where relative checkpoint paths go.
+DEFAULT_CHECKPOINT_DIRECTORY = "checkpoints"
