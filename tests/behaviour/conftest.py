@@ -156,14 +156,17 @@ def worker_pool(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def drivers_in_lockstep(redis_url: str) -> Iterator[tuple[Driver, Driver]]:
+def drivers_in_lockstep(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Driver, Driver]]:
     """The in-process engine and a pool of ONE worker, which runs ready tasks one at a time
-    in queue order as the engine does (tests/behaviour/test_differential.py)."""
+    in queue order as the engine does (tests/behaviour/test_differential.py). The worker
+    writes checkpoints to ``pool.checkpoint_dir``."""
     import os
 
     from workerpool import Pool
 
-    with Pool(redis_url, 1, extra_paths=[os.path.dirname(__file__)]) as pool:
+    checkpoints = tmp_path_factory.mktemp("pool-checkpoints")
+    with Pool(redis_url, 1, extra_paths=[os.path.dirname(__file__)], GRAFLOW_CHECKPOINT_DIR=str(checkpoints)) as pool:
+        pool.checkpoint_dir = checkpoints  # type: ignore[attr-defined]
         yield LocalDriver(), PoolDriver(pool)
 
 

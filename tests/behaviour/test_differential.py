@@ -3,10 +3,11 @@
 The in-process engine applies the rules of a run in Python; the pool applies the same rules
 through the session's Lua steps. A seeded generator builds random workflows (chains,
 diamonds, nested parallel groups under each group policy, retries, ``next_iteration``
-loops, dynamic ``next_task``, goto, terminate/cancel, step limits); each runs on both
+loops, dynamic ``next_task``, goto, checkpoints, terminate/cancel, step limits); each runs on both
 drivers, and what a user can observe must agree: the error type, the result, the completed
 tasks in order, every run of a task in order, the step count, the stop reason and whether
-the step limit was reached. The pool has one worker here, so it runs ready tasks one at a
+the step limit was reached, and the checkpoints written (at which step, by which task).
+The pool has one worker here, so it runs ready tasks one at a
 time in queue order, as the in-process engine does: any difference in the order rule
 ("dynamic tasks first", a join's arrival, a group's members) shows.
 
@@ -38,7 +39,7 @@ class Step:
     """One task of a plan and what it does when it runs."""
 
     name: str
-    kind: str = "plain"  # plain | fail | loop | dyn | goto | terminate | cancel
+    kind: str = "plain"  # plain | fail | loop | dyn | goto | terminate | cancel | checkpoint
     fails: int = 0  # "fail": attempts that raise before one succeeds
     retries: int = 0  # max_retries of the task
     loops: int = 0  # "loop": extra iterations
@@ -77,7 +78,7 @@ def plan_for(seed: int) -> Plan:
     uses_groups = rng.random() < 0.6
 
     def step(in_group: bool) -> Step:
-        kinds = ["plain"] * 5 + ["fail"] * 2 + ["loop", "dyn"]
+        kinds = ["plain"] * 5 + ["fail"] * 2 + ["loop", "dyn", "checkpoint"]
         if not in_group and not uses_groups:
             kinds += ["terminate", "cancel"]
         kind = rng.choice(kinds)
@@ -143,6 +144,8 @@ def _body(s: Step) -> Any:
             ctx.next_task(extra)
         elif kind == "goto":
             ctx.next_task(ctx.graph.get_node(target), goto=True)
+        elif kind == "checkpoint":
+            ctx.checkpoint(metadata={"at": name})
         elif kind == "terminate":
             ctx.terminate_workflow(f"{name} is enough")
         elif kind == "cancel":
@@ -183,6 +186,22 @@ def build(plan: Plan, seed: int) -> Any:
 _CYCLE_ID = re.compile(r"(_cycle_\d+)_[0-9a-f]+$")
 
 
+def checkpoints(directory: Any, session_id: str | None) -> list[tuple[Any, ...]]:
+    """The checkpoints a run wrote: (steps, task, cycle, the tasks that asked) of each, in
+    step order. A group's checkpoint merges its members' requests in completion order, so
+    its ``at`` is the last member's; ``requested_by`` lists them all."""
+    import json
+    from pathlib import Path
+
+    found = []
+    for meta in Path(directory).glob(f"session_{session_id}_*.meta.json"):
+        doc = json.loads(meta.read_text())
+        user = doc["user_metadata"]
+        by = tuple(sorted(user.get("requested_by") or [user.get("task_id")]))
+        found.append((doc["steps"], user.get("task_id"), by, user.get("at") if len(by) == 1 else None))
+    return sorted(found)
+
+
 def observed(out: Any, ordered: bool) -> dict[str, Any]:
     """What a user sees of one run, in a form both drivers can match (an iteration's task
     id ends in a random suffix: ``t4_cycle_1_8594c7a1``)."""
@@ -203,10 +222,15 @@ def observed(out: Any, ordered: bool) -> dict[str, Any]:
 
 @pytest.mark.redis
 @pytest.mark.parametrize("seed", SEEDS)
-def test_both_drivers_end_a_random_workflow_the_same_way(seed: int, drivers_in_lockstep: Any) -> None:
+def test_both_drivers_end_a_random_workflow_the_same_way(
+    seed: int, drivers_in_lockstep: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     local_driver, pool_driver = drivers_in_lockstep
     plan = plan_for(seed)
     ordered = not any(isinstance(stage, Group) for stage in plan.stages)
-    local = observed(local_driver.run(build(plan, seed), max_steps=plan.max_steps), ordered)
-    pool = observed(pool_driver.run(build(plan, seed), max_steps=plan.max_steps), ordered)
+    monkeypatch.setenv("GRAFLOW_CHECKPOINT_DIR", str(tmp_path))
+    ran = local_driver.run(build(plan, seed), max_steps=plan.max_steps)
+    local = {**observed(ran, ordered), "checkpoints": checkpoints(tmp_path, ran.session_id)}
+    ran = pool_driver.run(build(plan, seed), max_steps=plan.max_steps)
+    pool = {**observed(ran, ordered), "checkpoints": checkpoints(pool_driver.pool.checkpoint_dir, ran.session_id)}
     assert pool == local, f"seed {seed}: {plan}"
