@@ -15,14 +15,15 @@ carry across Python minor versions -- run on another one it can crash the interp
 or compute a wrong answer -- so ``loads`` refuses by-value code from another minor
 version *before* unpickling anything. Envelopes without code stay version ``0x01``.
 
-This is a ground-floor module: it imports only the standard library and
+Keys and detached signatures live in ``graflow.codec_keys``, the origin record and the
+pickler that notices code by value in ``graflow.codec_origin``; this module re-exports
+their public names. Ground floor: the standard library, those two and
 ``graflow.exceptions`` at import time; cloudpickle is imported when first needed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import logging
 import os
@@ -31,12 +32,28 @@ import sys
 import tempfile
 import threading
 import zlib
-from collections.abc import Sequence
 from enum import IntEnum
-from typing import IO, Any, ClassVar, NamedTuple
+from typing import IO, Any
 
+from graflow.codec_keys import (
+    MIN_KEY_BYTES,
+    SecretKey,
+    bad_signature,
+    mac,
+    no_key,
+    resolve_keys,
+    sign,
+    verify,
+)
+from graflow.codec_origin import (
+    Origin,
+    check_origin,
+    dump_tracked,
+    origin_record,
+    parse_origin,
+    pickle_payload,
+)
 from graflow.exceptions import (
-    ConfigError,
     PayloadError,
     PayloadSignatureError,
     SerializationError,
@@ -73,11 +90,6 @@ FLAG_ZLIB = 0x02
 _KNOWN_FLAGS = FLAG_SIGNED | FLAG_ZLIB
 HEADER_LEN = 7
 SIG_LEN = 32
-MIN_KEY_BYTES = 16
-ENV_VAR = "GRAFLOW_SECRET_KEY"
-
-#: ``secret_key=`` arguments: one key (str/bytes) or a sequence of keys (first signs).
-SecretKey = str | bytes | Sequence[str | bytes] | None
 
 security_log = logging.getLogger("graflow.security")
 
@@ -92,101 +104,8 @@ class Purpose(IntEnum):
     CONTEXT = 5
 
 
-# --------------------------------------------------------------------------- keys
-
-_env_cache: tuple[str | None, list[bytes]] = (None, [])
-
-
-def _check_key(key: str | bytes, where: str) -> bytes:
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-    if len(raw) < MIN_KEY_BYTES:
-        # Never echo the key itself: error messages end up in logs.
-        raise ConfigError(
-            f"the secret key from {where} is too short ({len(raw)} bytes); "
-            f"use at least {MIN_KEY_BYTES} bytes, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
-        )
-    return raw
-
-
-def resolve_keys(secret_key: SecretKey = None) -> list[bytes]:
-    """The keys in force: ``secret_key`` if given, else ``GRAFLOW_SECRET_KEY``.
-
-    The variable may hold comma-separated keys for rotation; the first one signs and
-    any verifies. A ``str`` argument is one key (commas included); pass a sequence to
-    rotate explicitly. An empty sequence means "no key" even if the variable is set.
-    """
-    global _env_cache
-    if secret_key is not None:
-        if isinstance(secret_key, (str, bytes, bytearray)):
-            return [_check_key(secret_key, "secret_key=")]
-        return [_check_key(k, "secret_key=") for k in secret_key]
-    raw_env = os.environ.get(ENV_VAR)
-    cached_raw, cached_keys = _env_cache
-    if raw_env == cached_raw:
-        return list(cached_keys)
-    # Parse only when the variable changed since the last call (tests and
-    # long-lived processes may change it); the parse itself is cheap anyway.
-    keys = [
-        _check_key(part.strip(), ENV_VAR) for part in (raw_env or "").split(",") if part.strip()
-    ]
-    _env_cache = (raw_env, keys)  # one tuple: readers never see half an update
-    return list(keys)
-
-
-def _mac(key: bytes, *pieces: bytes | memoryview) -> bytes:
-    """HMAC-SHA256 over ``pieces`` in order, as if joined (nothing is joined)."""
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for piece in pieces:
-        mac.update(piece)
-    return mac.digest()
-
-
-# ------------------------------------------------------------------------- origin
-
 #: Envelopes that always record their origin: they carry the tasks' code.
 _CODE_PURPOSES = frozenset({Purpose.GRAPH, Purpose.TASK})
-_BY_VALUE_UNKNOWN = 2
-
-
-class Origin(NamedTuple):
-    """Who wrote an envelope (version 0x02): read before anything is unpickled."""
-
-    python: tuple[int, int]
-    protocol: int
-    #: Whether the payload holds code pickled by value; None when the sealer did not know.
-    by_value: bool | None
-    graflow: str
-
-    @property
-    def python_text(self) -> str:
-        return f"{self.python[0]}.{self.python[1]}"
-
-
-def _graflow_version() -> str:
-    module = sys.modules.get("graflow")
-    try:
-        return str(getattr(module, "__version__", "unknown"))
-    except Exception:  # metadata unreadable: the record is diagnostic only
-        return "unknown"
-
-
-def _origin_record(protocol: int, by_value: bool | None) -> bytes:
-    flag = _BY_VALUE_UNKNOWN if by_value is None else int(by_value)
-    version = _graflow_version().encode("ascii", "replace")[:200]
-    body = bytes((sys.version_info[0], sys.version_info[1], protocol, flag)) + version
-    return bytes((len(body),)) + body
-
-
-def _parse_origin(blob: bytes, source: str) -> tuple[Origin, int]:
-    """The origin record of a version-2 envelope and the full header length."""
-    size = blob[HEADER_LEN] if len(blob) > HEADER_LEN else 0
-    end = HEADER_LEN + 1 + size
-    if size < 4 or len(blob) < end:
-        raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
-    body = blob[HEADER_LEN + 1 : end]
-    by_value = None if body[3] == _BY_VALUE_UNKNOWN else bool(body[3])
-    return Origin((body[0], body[1]), body[2], by_value, body[4:].decode("ascii", "replace")), end
 
 
 def origin(data: bytes | bytearray | memoryview) -> Origin | None:
@@ -195,81 +114,9 @@ def origin(data: bytes | bytearray | memoryview) -> Origin | None:
     if len(blob) < HEADER_LEN or blob[:4] != MAGIC or blob[4] != VERSION_ORIGIN:
         return None
     try:
-        return _parse_origin(blob, "payload")[0]
+        return parse_origin(blob, HEADER_LEN, "payload")[0]
     except PayloadError:
         return None
-
-
-def _check_origin(found: Origin, source: str) -> None:
-    """Refuse what this interpreter cannot run safely, before it is unpickled."""
-    here = sys.version_info[:2]
-    here_text = f"{here[0]}.{here[1]}"
-    if found.protocol > pickle.HIGHEST_PROTOCOL:
-        raise PayloadError(
-            f"{source} was pickled with protocol {found.protocol} by Python {found.python_text}, "
-            f"and this Python {here_text} reads protocols up to {pickle.HIGHEST_PROTOCOL}; "
-            "run the same Python minor version on producers and workers"
-        )
-    if found.by_value is not False and found.python != here:
-        what = "carries" if found.by_value else "may carry"
-        raise PayloadError(
-            f"{source} {what} code pickled by value under Python {found.python_text} "
-            f"(graflow {found.graflow}), but this process runs Python {here_text}: bytecode "
-            "does not carry across Python minor versions (it could crash this process or "
-            "compute a wrong result), so it was not loaded; run the same Python minor version "
-            "on producers and workers, or define the tasks in a module the workers can "
-            "import (not __main__, not inside a function), so that they travel by reference"
-        )
-
-
-_pickler_class: Any = None
-#: Per thread: whether the pickling under way has pickled a code object (by value).
-_tracking = threading.local()
-
-
-def _tracking_pickler() -> Any:
-    """cloudpickle's Pickler, noting (in ``_tracking``) when it pickles a code object,
-    i.e. code by value: such a payload runs only under the producer's Python minor."""
-    global _pickler_class
-    if _pickler_class is None:
-        import types
-        from collections import ChainMap
-
-        import cloudpickle
-
-        base: Any = cloudpickle.Pickler
-        code_reduce = base.dispatch_table[types.CodeType]
-
-        def reduce_code(obj: Any) -> Any:
-            _tracking.by_value = True
-            return code_reduce(obj)
-
-        class TrackingPickler(base):  # type: ignore[misc]
-            # One table for all instances: nothing to build per pickling.
-            dispatch_table: ClassVar[Any] = ChainMap({types.CodeType: reduce_code}, base.dispatch_table)
-
-        _pickler_class = TrackingPickler
-    return _pickler_class
-
-
-def _dump_tracked(obj: Any, file: Any) -> bool:
-    """Pickle ``obj`` into ``file``; returns whether any code went by value."""
-    outer = getattr(_tracking, "by_value", False)  # a pickling inside a __reduce__
-    _tracking.by_value = False
-    try:
-        _tracking_pickler()(file, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-        return bool(_tracking.by_value)
-    finally:
-        _tracking.by_value = outer
-
-
-def pickle_payload(obj: Any) -> tuple[bytes, bool]:
-    """cloudpickle bytes of ``obj`` and whether any code went by value (see ``Origin``)."""
-    import io
-
-    buffer = io.BytesIO()
-    by_value = _dump_tracked(obj, buffer)
-    return buffer.getvalue(), by_value
 
 
 # ----------------------------------------------------------------------- envelope
@@ -312,7 +159,7 @@ def dump_buffers(obj: Any, purpose: Purpose | int, *, secret_key: SecretKey = No
     purpose = Purpose(purpose)
     sink = _BufferSink()
     try:
-        by_value = _dump_tracked(obj, sink)
+        by_value = dump_tracked(obj, sink)
     except Exception as exc:
         raise _pickling_error(obj, exc) from exc
     record = _record_for(purpose, pickle.HIGHEST_PROTOCOL, by_value)
@@ -344,7 +191,7 @@ def _pickling_error(obj: Any, exc: Exception) -> SerializationError:
 def _record_for(purpose: Purpose, protocol: int, by_value: bool | None) -> bytes:
     """The origin record an envelope of ``purpose`` carries (empty: none, version 0x01)."""
     if by_value or purpose in _CODE_PURPOSES:
-        return _origin_record(protocol, by_value)
+        return origin_record(protocol, by_value)
     return b""
 
 
@@ -359,7 +206,7 @@ def _envelope(
     header = MAGIC + bytes((version, flags, int(purpose))) + record
     if not keys:
         return [header, *payload]
-    return [header, _mac(keys[0], header, *payload), *payload]
+    return [header, mac(keys[0], header, *payload), *payload]
 
 
 def seal(
@@ -447,7 +294,7 @@ def loads(
     found: Origin | None = None
     header_len = HEADER_LEN
     if version == VERSION_ORIGIN:
-        found, header_len = _parse_origin(blob, source)
+        found, header_len = parse_origin(blob, HEADER_LEN, source)
     signed = bool(flags & FLAG_SIGNED)
     if flags & ~_KNOWN_FLAGS or (signed and len(blob) < header_len + SIG_LEN):
         raise PayloadError(f"{source} is not a graflow payload (foreign or corrupt)")
@@ -459,13 +306,13 @@ def loads(
         signature = blob[header_len : header_len + SIG_LEN]
         payload = view[header_len + SIG_LEN :]
         if not keys:
-            raise PayloadSignatureError(_no_key(source))
-        if not any(hmac.compare_digest(_mac(k, header, payload), signature) for k in keys):
-            raise PayloadSignatureError(_bad_signature(source))
+            raise PayloadSignatureError(no_key(source))
+        if not any(hmac.compare_digest(mac(k, header, payload), signature) for k in keys):
+            raise PayloadSignatureError(bad_signature(source))
     else:
         payload = view[header_len:]
         if keys:
-            raise PayloadSignatureError(_bad_signature(source))
+            raise PayloadSignatureError(bad_signature(source))
         if from_redis:
             _unsigned_warning.fire(source)
     try:
@@ -480,7 +327,7 @@ def loads(
             f"{Purpose(purpose).name.lower()} payload was expected; check the key or file"
         )
     if found is not None:
-        _check_origin(found, source)
+        check_origin(found, source)
     if flags & FLAG_ZLIB:
         try:
             payload = zlib.decompress(payload)
@@ -496,56 +343,6 @@ def loads(
             "(modules, classes) that this process cannot import",
             exc,
         ) from exc
-
-
-def _bad_signature(source: str) -> str:
-    return (
-        f"{source} is unsigned/tampered or signed with another key; set the same "
-        "GRAFLOW_SECRET_KEY on producers and workers"
-    )
-
-
-def _no_key(source: str) -> str:
-    return (
-        f"{source} is signed but no key is set here; set GRAFLOW_SECRET_KEY "
-        "(or pass secret_key=) to the key its producer used"
-    )
-
-
-# ----------------------------------------------------------- detached signatures
-
-
-def sign(data: bytes, secret_key: SecretKey = None) -> str | None:
-    """Hex HMAC-SHA256 of ``data`` with the signing key, or None without a key.
-
-    For payloads that travel next to their signature (wire TaskSpecs as JSON).
-    """
-    keys = resolve_keys(secret_key)
-    return _mac(keys[0], bytes(data)).hex() if keys else None
-
-
-def verify(
-    data: bytes,
-    signature_hex: str | None,
-    secret_key: SecretKey = None,
-    *,
-    source: str = "payload",
-) -> None:
-    """Check a detached signature; raises ``PayloadSignatureError`` if it does not hold."""
-    keys = resolve_keys(secret_key)
-    if not keys:
-        if signature_hex:
-            raise PayloadSignatureError(_no_key(source))
-        return
-    if not signature_hex:
-        raise PayloadSignatureError(_bad_signature(source))
-    try:
-        signature = bytes.fromhex(signature_hex)
-    except ValueError:
-        raise PayloadSignatureError(_bad_signature(source)) from None
-    raw = bytes(data)
-    if not any(hmac.compare_digest(_mac(k, raw), signature) for k in keys):
-        raise PayloadSignatureError(_bad_signature(source))
 
 
 # ------------------------------------------------------------------------- files

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from graflow.core.current_task import CurrentTask
 from graflow.core.cycle import CycleController
 from graflow.core.retry import RetryController
 from graflow.core.run_state import LocalRunState
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _CONFIG_SECRET_KEYS = ("redis_client", "password")
 
 
-class ExecutionContext:
+class ExecutionContext(CurrentTask):
     """The state of one run; shared by every branch of a parallel group."""
 
     def __init__(
@@ -249,26 +250,6 @@ class ExecutionContext:
 
         return TaskExecutionContext(task_id, self, base_id=base_task_id(task_id))
 
-    def push_task_context(self, tc: TaskExecutionContext) -> None:
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(tc)
-
-    def pop_task_context(self) -> TaskExecutionContext | None:
-        stack = getattr(self._local, "stack", None)
-        return stack.pop() if stack else None
-
-    @property
-    def current_task_context(self) -> TaskExecutionContext | None:
-        stack = getattr(self._local, "stack", None)
-        return stack[-1] if stack else None
-
-    @property
-    def current_task_id(self) -> str | None:
-        tc = self.current_task_context
-        return tc.task_id if tc is not None else None
-
     def begin_attempt(self, task: Executable, spec: TaskSpec | None) -> TaskExecutionContext:
         """Apply the task's limits, count the cycle, push and bind a task context."""
         base = getattr(task, "base_id", None) or task.task_id
@@ -318,51 +299,7 @@ class ExecutionContext:
             self.end_attempt(task)
             self.tracer.on_task_end(task.task_id, self, error=error)
 
-    # -- control flow for the current task ---------------------------------------------
-    def _current(self) -> TaskExecutionContext:
-        tc = self.current_task_context
-        if tc is None:
-            from graflow.exceptions import GraflowRuntimeError
-
-            raise GraflowRuntimeError("no task is running in this context; call this from a task")
-        return tc
-
-    def next_task(self, executable: Executable, goto: bool = False) -> str:
-        return self._current().next_task(executable, goto=goto)
-
-    def next_iteration(self, data: Any = None, task_id: str | None = None) -> str:
-        return self._current().next_iteration(data, base_id=task_id)
-
-    def terminate_workflow(self, message: str = "workflow terminated") -> None:
-        self._current().terminate_workflow(message)
-
-    def cancel_workflow(self, message: str = "workflow canceled") -> None:
-        self._current().cancel_workflow(message)
-
-    @property
-    def goto_called(self) -> bool:
-        tc = self.current_task_context
-        return bool(tc and (tc.goto_called or tc.iterated))
-
-    @property
-    def terminate_called(self) -> bool:
-        tc = self.current_task_context
-        return bool(tc and tc.terminate_called)
-
-    @property
-    def cancel_called(self) -> bool:
-        tc = self.current_task_context
-        return bool(tc and tc.cancel_called)
-
-    def reset_control_flags(self) -> None:
-        tc = self.current_task_context
-        if tc is not None:
-            tc.reset_control_flags()
-
     # -- checkpoint bookkeeping (files: graflow.core.checkpoint) ------------------------
-    def request_checkpoint(self, metadata: dict[str, Any] | None = None, *, path: str | None = None) -> None:
-        self._current().checkpoint(metadata, path=path)
-
     def note_checkpoint_request(self, metadata: dict[str, Any], path: str | None) -> None:
         with self._lock:
             self.checkpoint_requested = True

@@ -25,42 +25,32 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-import redis.exceptions
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.executions import Execution, ExecutionRegistry
+from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.logutils import blue, green
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
-from rq.worker import DequeueStrategy, Worker, WorkerStatus
+from rq.worker import DequeueStrategy, WorkerStatus
 
-from graflow import keys
-from graflow.worker import attempt_watch, bookkeeping, leases
+from graflow.worker import bookkeeping
 from graflow.worker.bookkeeping import GraflowJob
-from graflow.worker.delayed import enqueue_due, seconds_until_next
 from graflow.worker.handback import hand_back_job
-from graflow.worker.heartbeat import HeartbeatThread, ItimerDeathPenalty
+from graflow.worker.heartbeat import ItimerDeathPenalty
+from graflow.worker.rq_leases import LeasingWorker
 from graflow.worker.scheduler import GraflowScheduler
 
 log = logging.getLogger(__name__)
 
-#: Seconds ``--burst`` sleeps between looks at delayed jobs that are not yet due.
-_BURST_POLL = 0.25
 #: How long the ``rq suspend`` flag read by a job's success step stands in for rq's own
 #: check at the top of the next loop turn (which comes microseconds later).
 _SUSPENSION_FRESH = 1.0
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-#: Seconds between heartbeats of rq's worker key (and the job's execution TTLs). Liveness
-#: is the lease's job; this only keeps rq's view (``rq info``, dashboards) current.
-WORKER_KEY_BEAT = 10.0
 
 
 class ColdShutdown(SystemExit):
@@ -74,7 +64,7 @@ class StartedElsewhere(Exception):
     """The dequeued job was started by another worker first (``bookkeeping.prepare``)."""
 
 
-class GraflowWorker(Worker):
+class GraflowWorker(LeasingWorker):
     """One rq worker process (or, for ``TaskWorker``, one thread) running graflow jobs.
 
     ``current_job`` is the job being run (``None`` between jobs), ``execution`` its rq
@@ -116,9 +106,7 @@ class GraflowWorker(Worker):
         self._cold_shutdown = False
         self._last_tick = 0.0
         self._key_beat_at = 0.0
-        #: The lease pass of an unsupervised worker (``leases.LeasePass``), made on first use.
-        self._own_pass: Any = None
-        self._ticker: HeartbeatThread | None = None
+        self._ticker = None
         #: The job whose start ``prepare_execution`` wrote in full (rq's horse-side
         #: ``prepare_job_execution`` then has nothing left to write).
         self._prepared_job_id: str | None = None
@@ -162,29 +150,6 @@ class GraflowWorker(Worker):
             # rq records the failure right after this hook: with this reason, not its own.
             self._abandoned_reasons[job.id] = reason
 
-    def on_tick(self) -> None:
-        """Runs at start-up and about every ``heartbeat/3`` s in a worker without a
-        supervisor: its own lease pass (renewal, then the failover reaper). A supervised
-        worker leaves both to its supervisor (``graflow.worker.supervisor``)."""
-        if leases.installed() is not None:
-            return
-        self.own_reaper().run_once(self.own_lease_members(), [self.name])
-
-    def own_reaper(self) -> Any:
-        from graflow.worker.failover import Reaper
-
-        if self._reaper is None:
-            self._reaper = Reaper(self.connection, self.queue_names(), heartbeat=self.lease_seconds,
-                                  max_redeliveries=self.max_redeliveries, name=self.name,
-                                  prefix=self.key_prefix)  # fmt: skip
-        return self._reaper
-
-    def own_lease_members(self) -> list[str]:
-        execution, job = self.execution, self.current_job
-        if self._lease_active and execution is not None and job is not None and bookkeeping.is_graflow_id(job.id):
-            return [execution.composite_key]
-        return []
-
     def hand_back(self, job: Job) -> Job | None:
         """Give ``job`` back to its queue after a second signal.
 
@@ -205,11 +170,6 @@ class GraflowWorker(Worker):
 
     # ------------------------------------------------------------ properties
     @property
-    def refresh_interval(self) -> float:
-        """Seconds between lease refreshes: a third of the lease."""
-        return self.lease_seconds / 3.0
-
-    @property
     def cold_shutdown(self) -> bool:
         return self._cold_shutdown
 
@@ -224,37 +184,6 @@ class GraflowWorker(Worker):
         if self.fork:
             return max(1, math.ceil(self.refresh_interval))
         return int(super().dequeue_timeout)
-
-    # ---------------------------------------------------------------- leases
-    @property
-    def bookkeeping_ttl(self) -> int:
-        """TTL of rq's bookkeeping keys while a job runs (the execution, the worker key).
-
-        Refreshed every ``WORKER_KEY_BEAT`` s; the margin keeps them readable through a
-        task that holds the GIL for a minute or two (liveness is the lease's job, not theirs).
-        """
-        return math.ceil(self.lease_seconds) + 120
-
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        return self.bookkeeping_ttl
-
-    @property
-    def leases_key(self) -> str:
-        return keys.leases(self.key_prefix)
-
-    def rq_lease_score(self) -> float:
-        """rq's started-registry score for a job that is not graflow's: rq's own clock rule."""
-        return time.time() + self.lease_seconds
-
-    def _write_rq_lease(self, pipeline: Any, job: Job, execution: Execution) -> None:
-        # XX never creates anything: a refresh racing with the job's clean-up cannot
-        # resurrect a finished entry.
-        pipeline.zadd(job.started_job_registry.key, {execution.composite_key: self.rq_lease_score()}, xx=True)
-
-    def _publish_lease(self, member: str | None) -> None:
-        slot = leases.installed()
-        if slot is not None:
-            slot.publish(member)
 
     def prepare_execution(self, job: Job) -> Execution:
         """rq's ``prepare_execution`` and ``prepare_job_execution`` in one atomic step, with
@@ -273,67 +202,6 @@ class GraflowWorker(Worker):
         if bookkeeping.is_graflow_id(job.id):
             self._publish_lease(self.execution.composite_key)  # the supervisor renews it from now on
         return self.execution
-
-    def beat(self) -> None:
-        """One heartbeat, every ``heartbeat/3`` s: the stop checks of running attempts
-        (cancel), the lease of a job that is not graflow's, and every ``WORKER_KEY_BEAT``
-        rq's worker key and the execution TTLs. Nothing at all when idle in between."""
-        job, execution = self.current_job, self.execution
-        moment = time.monotonic()
-        key_due = moment - self._key_beat_at >= WORKER_KEY_BEAT
-        running = self._lease_active and job is not None and execution is not None
-        with self.connection.pipeline(transaction=False) as pipeline:
-            if key_due:
-                self.heartbeat(pipeline=pipeline)
-                if running:
-                    ttl = self.get_heartbeat_ttl(job)  # type: ignore[arg-type]
-                    pipeline.expire(execution.key, ttl)  # type: ignore[union-attr]
-                    pipeline.expire(ExecutionRegistry.key_template.format(job.id), ttl + 60)  # type: ignore[union-attr]
-            if running and not bookkeeping.is_graflow_id(job.id):  # type: ignore[union-attr]
-                self._write_rq_lease(pipeline, job, execution)  # type: ignore[arg-type]
-            # Has the run of a running attempt ended (cancel)? Then stop that attempt.
-            horse_job = job if self.fork and self.horse_pid and self._lease_active else None
-            checks = attempt_watch.StopChecks(pipeline, horse_job)
-            results = pipeline.execute() if len(pipeline) else []
-        checks.apply(results, self.kill_horse)
-        if key_due:
-            self._key_beat_at = moment
-            if results and results[0] == 1:  # the worker hash had expired: write it again
-                self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
-        self._tick(force=True)
-
-    def maintain_heartbeats(self, job: Job) -> None:
-        """rq's parent-side loop (forked mode) calls this every ``heartbeat/3`` s."""
-        self.beat()
-
-    def heartbeat(self, timeout: float | None = None, pipeline: Any = None) -> None:
-        if pipeline is None and timeout is None and self._ticker is not None:
-            # rq's loop beats up to three times per job, two round trips each; the
-            # heartbeat thread already keeps the worker key alive.
-            return
-        # rq passes ``job_monitoring_interval + 60`` (a float here); EXPIRE needs an int.
-        super().heartbeat(math.ceil(timeout) if timeout else None, pipeline=pipeline)
-        if self.fork and pipeline is None and not self.is_horse:
-            self._tick()
-
-    def _tick(self, force: bool = False) -> None:
-        moment = time.monotonic()
-        if force or moment - self._last_tick >= self.refresh_interval:
-            self._last_tick = moment
-            try:
-                self.on_tick()
-            except Exception:
-                log.exception("worker %s: on_tick failed", self.name)
-
-    def start_heartbeat_thread(self) -> None:
-        if self._ticker is None and not self.fork:
-            self._ticker = HeartbeatThread(self)
-            self._ticker.start()
-
-    def stop_heartbeat_thread(self) -> None:
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker.stop()
 
     # ------------------------------------------------------------- execution
     def execute_job(self, job: Job, queue: Queue) -> bool:
@@ -578,87 +446,5 @@ class GraflowWorker(Worker):
             )  # fmt: skip
         finally:
             self.stop_heartbeat_thread()
-
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Job, Queue] | None:
-        """rq's dequeue; in burst mode, empty queues with delayed jobs still pending wait
-        for them (a retry is part of the queue's work, not a reason to stop).
-
-        In-process, a job already waiting is dequeued and started in one round trip
-        (``bookkeeping.take``); rq's blocking dequeue runs only when the queues are empty.
-        """
-        while True:
-            result = self._take_waiting() if self._ticker is not None else None
-            if result is None:
-                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-                if result is not None:
-                    from graflow.crash import crash_point
-
-                    # crash point "job.dequeued": rq's blocking dequeue moved the job to
-                    # the intermediate list; it is not started (no lease). The reaper
-                    # must put it back (failover.Reaper._sweep_intermediate).
-                    crash_point("job.dequeued")
-            if result is not None:
-                self.current_job = result[0]  # from here on a stop signal lets it run
-                return result
-            if timeout is not None or self._stop_requested:
-                return None
-            due_in = seconds_until_next(self.connection, self.queues)
-            if due_in is None:
-                return None
-            if due_in > 0:
-                time.sleep(min(due_in, _BURST_POLL))
-            elif not enqueue_due(self.connection, self.queues, self.serializer):
-                time.sleep(_BURST_POLL)  # another scheduler holds the lock and moves them
-
-    def queue_for_key(self, queue_key: str) -> Queue:
-        """The queue ``dequeue_any`` would build for ``queue_key`` (built once, then reused)."""
-        queue = self._queues_by_key.get(queue_key)
-        if queue is None:
-            queue = self._queues_by_key[queue_key] = self.queue_class.from_queue_key(
-                queue_key,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
-        return queue
-
-    def _take_waiting(self) -> tuple[Job, Queue] | None:
-        """A job already on the queues, dequeued and started; None if they are empty."""
-        if self._stop_requested:
-            return None
-        # A stop signal must find the job either not taken (stop now) or taken and
-        # current (finish it first): hold SIGINT/SIGTERM until ``current_job`` is set.
-        main = threading.current_thread() is threading.main_thread()
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if main else None
-        try:
-            result = bookkeeping.take(self)
-            if result is not None:
-                self.current_job = result[0]
-                self._taken_job_id = result[0].id
-        except redis.exceptions.ConnectionError:
-            return None  # rq's dequeue retries with its back-off
-        finally:
-            if held is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        if result is None:
-            return None
-        job, queue = result
-        self.reorder_queues(reference_queue=queue)
-        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-        if self.log_job_description:
-            self.log.info(
-                "Worker %s: %s: %s (%s)",
-                self.name,
-                green(queue.name),
-                blue(job.description),
-                job.id,
-            )
-        else:
-            self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
-        return result
-
 
 __all__ = ["ColdShutdown", "GraflowScheduler", "GraflowWorker", "ItimerDeathPenalty"]
