@@ -26,6 +26,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "ConnectionDescriptor",
     "build_url",
+    "client_cache",
     "client_from",
     "is_outage",
     "loader_redis_url",
@@ -351,3 +352,17 @@ def with_default_password(url: str) -> str:
     if existing:
         return url
     return descriptor.to_url(password)
+
+
+def client_cache(client: Any, name: str) -> dict[Any, Any]:
+    """A dict that lives and dies with ``client``, for objects bound to it (rq queues, graph
+    stores). A module-level cache keyed by ``id(client)`` would keep every client, and
+    its connections, alive for good (a producer makes one per run) and could hand a new
+    client an object bound to a dead one whose id it reused."""
+    attr = f"_graflow_cache_{name}"
+    cache: dict[Any, Any] | None = getattr(client, attr, None)
+    if cache is None:
+        cache = {}
+        with contextlib.suppress(AttributeError):  # a client that takes no attribute: uncached
+            setattr(client, attr, cache)
+    return cache

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
     from graflow.redisconn import ConnectionDescriptor
 
-SESSION_TTL = DEFAULT_SESSION_TTL
 
 
 @dataclass
@@ -111,7 +110,7 @@ def upload_dynamic_tasks(
         if task is not None:
             blob = dumps(task, Purpose.TASK, secret_key=secret_key)
             check_value_size(session.dynamic_task(task_id), len(blob))
-            pipe.set(session.dynamic_task(task_id), blob, ex=SESSION_TTL)
+            pipe.set(session.dynamic_task(task_id), blob, ex=DEFAULT_SESSION_TTL)
     pipe.execute()
     sent.update(todo)
 

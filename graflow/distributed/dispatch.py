@@ -9,7 +9,6 @@ other key of a finished run) instead of rq's one-year default.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import threading
 import time
@@ -17,15 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from graflow.codec import SecretKey, sign
-from graflow.defaults import DEFAULT_FAILURE_TTL
 from graflow.distributed.spec import TaskSpec, decode, encode
+from graflow.redisconn import client_cache
 
 JOB_FUNCTION = "graflow.worker.jobs.execute_task_spec"
 #: rq calls it when its own cleanup abandons a job (``rq info``, a dashboard, a plain
 #: rq worker) before graflow's reaper got to it: the task is redelivered anyway.
 ABANDONED_CALLBACK = "graflow.worker.failover.on_failure_callback"
-#: Default of ``failure_ttl``; the value used is ``session_ttl()`` (GRAFLOW_SESSION_TTL).
-FAILURE_TTL = DEFAULT_FAILURE_TTL
 
 _queues_lock = threading.Lock()
 
@@ -45,22 +42,14 @@ def description(spec: TaskSpec) -> str:
 
 
 def rq_queue(connection: Any, name: str) -> Any:
-    """A cached rq ``Queue`` (it caches the server version; creating one costs a round trip).
-
-    The cache hangs off the client itself, so it goes with the client: a module-level
-    cache kept every producer client (and its connections) alive forever, one per run."""
-    cache: dict[str, Any] | None = getattr(connection, "_graflow_rq_queues", None)
-    queue = cache.get(name) if cache is not None else None
+    """A cached rq ``Queue`` (it caches the server version; creating one costs a round trip)."""
+    cache = client_cache(connection, "rq_queues")
+    queue = cache.get(name)
     if queue is None:
         from rq import Queue
         from rq.serializers import JSONSerializer
 
         with _queues_lock:
-            cache = getattr(connection, "_graflow_rq_queues", None)
-            if cache is None:
-                cache = {}
-                with contextlib.suppress(AttributeError):  # a client that takes no attribute: uncached
-                    connection._graflow_rq_queues = cache
             queue = cache.get(name)
             if queue is None:
                 queue = cache[name] = Queue(name, connection=connection, serializer=JSONSerializer)
@@ -137,4 +126,4 @@ def drop(connection: Any, specs: Iterable[TaskSpec | str | bytes]) -> list[str]:
     return dropped
 
 
-__all__ = ["FAILURE_TTL", "JOB_FUNCTION", "description", "drop", "enqueue", "job_id", "rq_queue"]
+__all__ = ["JOB_FUNCTION", "description", "drop", "enqueue", "job_id", "rq_queue"]

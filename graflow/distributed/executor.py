@@ -27,20 +27,21 @@ from graflow.distributed.spec import decode, encode
 from graflow.exceptions import GraflowRuntimeError, PayloadError, PayloadSignatureError
 from graflow.queue.base import TaskSpec
 from graflow.queue.local import LocalTaskQueue
+from graflow.redisconn import client_cache
 
 logger = logging.getLogger("graflow.worker")
 
-_stores: dict[tuple[int, str, str], GraphStore] = {}
 _stores_lock = threading.Lock()
 
 
 def graph_store(client: Any, prefix: str, secret_key: SecretKey) -> GraphStore:
-    """One cached graph store per connection and prefix: workers load each graph once."""
-    key = (id(client), prefix, repr(secret_key))
-    store = _stores.get(key)
+    """One cached graph store per client and prefix: workers load each graph once."""
+    stores = client_cache(client, "graph_stores")
+    key = (prefix, repr(secret_key))
+    store: GraphStore | None = stores.get(key)
     if store is None:
         with _stores_lock:
-            store = _stores.setdefault(key, GraphStore(client, prefix, secret_key=secret_key))
+            store = stores.setdefault(key, GraphStore(client, prefix, secret_key=secret_key))
     return store
 
 

@@ -214,8 +214,7 @@ class PoolEngine(WorkflowEngine):
             logger.warning("session %s does not exist (expired, purged or lost by Redis); the completion "
                            "of %s is dropped", self.wire.session_id, self.wire.task_id)  # fmt: skip
         elif status == "superseded":
-            logger.warning("task %s (session %s, attempt %d) was superseded: another attempt owns it now; "
-                           "nothing recorded", self.wire.task_id, self.wire.session_id[:8], self.wire.attempt)  # fmt: skip
+            self._log_superseded()
         elif status == "dup":
             logger.info(
                 "duplicate commit of %s (attempt %s) ignored: another attempt completed it first",
@@ -287,7 +286,11 @@ class PoolEngine(WorkflowEngine):
     def drop_superseded(self) -> None:
         """An attempt that lost its activation (its channel refused a write) records nothing:
         no retry, failure or result; the job succeeds, so rq counts no failed job for it."""
-        w, self.outcome = self.wire, {"status": "superseded"}
+        self.outcome = {"status": "superseded"}
+        self._log_superseded()
+
+    def _log_superseded(self) -> None:
+        w = self.wire
         logger.warning("task %s (session %s, attempt %d) was superseded: another attempt owns it now; "
                        "nothing recorded", w.task_id, w.session_id[:8], w.attempt)  # fmt: skip
 

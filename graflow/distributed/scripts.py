@@ -109,9 +109,9 @@ if redis.call('HEXISTS', k('done'), spec_id) == 1 then
   redis.call('HDEL', k('pending'), spec_id)  -- a redelivery of a completed activation: moot
   return enc({status = 'dup', enqueue = handover_of(spec_id)})
 end
-local r = attempt_of(redis.call('HGET', k('running'), spec_id))
-local p = attempt_of(redis.call('HGET', k('pending'), spec_id))
-if (r and r > tonumber(attempt)) or (p and p > tonumber(attempt)) then
+local later = math.max(attempt_of(redis.call('HGET', k('running'), spec_id)) or 0,
+                      attempt_of(redis.call('HGET', k('pending'), spec_id)) or 0)
+if later > tonumber(attempt) then
   return enc({status = 'superseded'})  -- a late start of an attempt redelivered meanwhile
 end
 local sp = redis.call('HGET', k('pending'), spec_id)
@@ -351,11 +351,10 @@ if redis.call('HEXISTS', k('done'), c.spec_id) == 1 then
   return enc({status = 'done', enqueue = handover_of(c.spec_id), checkpoint = unwritten()})
 end
 local p = redis.call('HGET', k('pending'), c.spec_id)
-if p and tonumber(cjson.decode(p).attempt or 1) > c.attempt then
-  return enc({status = 'requeued', enqueue = {p}})
+if (attempt_of(p) or 0) > c.attempt then return enc({status = 'requeued', enqueue = {p}}) end
+if (attempt_of(redis.call('HGET', k('running'), c.spec_id)) or 0) > c.attempt then
+  return enc({status = 'superseded'})
 end
-local r = redis.call('HGET', k('running'), c.spec_id)
-if r and tonumber(cjson.decode(r).attempt or 1) > c.attempt then return enc({status = 'superseded'}) end
 redis.call('HDEL', k('running'), c.spec_id)
 redis.call('HSET', k('pending'), c.spec_id, c.spec)
 redis.call('HSET', root, 'updated_at', c.now)

@@ -27,6 +27,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from graflow import keys
+from graflow.defaults import DEFAULT_FAILURE_TTL
 from graflow.distributed import dispatch, liveness
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import decode, encode
@@ -54,7 +55,7 @@ def record_abandoned(
     from rq.executions import Execution, ExecutionRegistry
     from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-    ttl = job.failure_ttl if job.failure_ttl is not None else dispatch.FAILURE_TTL
+    ttl = job.failure_ttl if job.failure_ttl is not None else DEFAULT_FAILURE_TTL
     job.ended_at = job.ended_at or _now()
     job.set_status(JobStatus.FAILED, pipeline=pipeline)
     FailedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer).add(
@@ -213,14 +214,14 @@ class Reaper:
 
     def _reap(self, member: str) -> int:
         """Redeliver the job of expired lease ``member`` if it still runs, as rq sees it."""
-        from rq.registry import StartedJobRegistry
+        from graflow.worker.bookkeeping import started_registry_key
 
         job_id = member.rsplit(":", 1)[0]
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except Exception:
             job = None
-        started = StartedJobRegistry.key_template.format(job.origin) if job is not None else None
+        started = started_registry_key(job) if job is not None else ""
         if job is None or not is_graflow_job(job) or self.connection.zscore(started, member) is None:
             # Its job is gone, or ended without taking its lease along: nothing to re-run.
             self.connection.zrem(self.leases_key, member)

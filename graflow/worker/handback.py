@@ -23,9 +23,6 @@ from graflow.defaults import DEFAULT_FAILURE_TTL
 if TYPE_CHECKING:
     from graflow.worker.rq_worker import GraflowWorker
 
-#: Failed-registry and job TTL when the job names none: as long as a finished session
-#: is kept (``GRAFLOW_SESSION_TTL``'s default), not rq's one year.
-HANDBACK_FAILURE_TTL = DEFAULT_FAILURE_TTL
 
 _SUFFIX = re.compile(r"^(?P<base>.+)-h(?P<n>\d+)$")
 
@@ -47,7 +44,7 @@ def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
     queue = worker.queue_class(
         job.origin, connection=worker.connection, serializer=worker.serializer
     )
-    failure_ttl = job.failure_ttl if job.failure_ttl is not None else HANDBACK_FAILURE_TTL
+    failure_ttl = job.failure_ttl if job.failure_ttl is not None else DEFAULT_FAILURE_TTL  # as long as a finished run is kept, not rq's year
     meta: dict[str, Any] = dict(job.meta or {})
     meta["graflow_handed_back_from"] = job.id
     new_id = handback_id(job.id)
@@ -93,4 +90,4 @@ def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
     return new_job
 
 
-__all__ = ["HANDBACK_FAILURE_TTL", "abandoned_reason", "hand_back_job", "handback_id"]
+__all__ = ["abandoned_reason", "hand_back_job", "handback_id"]

@@ -231,12 +231,15 @@ def claim_worker_name(settings: WorkerSettings, name: str, connection: Any, pend
     registration (a restart under the same name: a supervisor's slot, ``--name``, or
     ``<hostname>-<pid>`` after a container restart) is taken over, its jobs handed back
     at once, instead of rq refusing the name until the old key expires."""
-    from graflow.worker.takeover import claim_name, register_alive
+    from graflow.worker.leases import mark_alive
+    from graflow.worker.takeover import claim_name
 
     claim_name(connection, name, queues=settings.queues, prefix=settings.prefix,
                lease_seconds=settings.heartbeat, max_redeliveries=settings.max_redeliveries,
                stopping=lambda: bool(pending))  # fmt: skip
-    register_alive(connection, name, prefix=settings.prefix, lease_seconds=settings.heartbeat)
+    # Alive from now on: until the supervisor's first pass renews it, a worker looking at
+    # the name must not take it for dead.
+    mark_alive(connection, settings.prefix, name, settings.heartbeat)
 
 
 def register_queues(connection: Any, queues: Iterable[Any]) -> None:

@@ -239,11 +239,6 @@ def claim_name(
     return reason
 
 
-def register_alive(connection: Any, name: str, *, prefix: str, lease_seconds: float) -> None:
-    """Mark ``name`` alive for one lease, right after claiming it: until its supervisor's
-    first pass renews it, a worker looking at the name must not take it for dead."""
-    leases.mark_alive(connection, prefix, name, lease_seconds)
-
 
 def _process_state(pid: int) -> str | None:
     """The state letter of process ``pid`` (``Z`` for a zombie), ``"?"`` if alive but
@@ -286,6 +281,5 @@ __all__ = [
     "drop_registration",
     "hand_back_jobs",
     "read_registration",
-    "register_alive",
     "worker_key",
 ]
