@@ -19,7 +19,7 @@ import pytest
 
 from graflow import codec, task
 from graflow.codec import Purpose
-from graflow.coordination.graph_store import code_by_value, pickle_graph
+from graflow.core.graph_store import code_by_value, pickle_graph
 from graflow.core.task import TaskWrapper
 from graflow.core.workflow import workflow
 from graflow.exceptions import PayloadError, PayloadSignatureError

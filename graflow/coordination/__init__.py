@@ -1,1 +1,1 @@
-"""Where parallel-group branches run: threads, the calling thread, or the worker pool."""
+"""Upstream module paths of the group backends, kept as re-exports (see docs/architecture.md)."""

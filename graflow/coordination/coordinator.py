@@ -1,30 +1,7 @@
-"""Coordination backends for parallel groups (upstream names)."""
+"""Upstream path of the group backends; they live in ``graflow.core.coordinator``."""
 
 from __future__ import annotations
 
-from enum import Enum
-
-
-class CoordinationBackend(str, Enum):
-    """Where a group's branches run."""
-
-    REDIS = "redis"
-    THREADING = "threading"
-    DIRECT = "direct"
-
-    @classmethod
-    def parse(cls, value: str | CoordinationBackend) -> CoordinationBackend:
-        """Accept a member or a case-insensitive name; ``ValueError`` otherwise."""
-        if isinstance(value, CoordinationBackend):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        raise ValueError(
-            f"unknown parallel backend {value!r}: use 'threading', 'direct' or 'redis'"
-        )
-
+from graflow.core.coordinator import CoordinationBackend
 
 __all__ = ["CoordinationBackend"]

@@ -14,12 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from graflow.coordination.coordinator import CoordinationBackend
+from graflow.core import drivers
+from graflow.core.coordinator import CoordinationBackend
 from graflow.core.handler import TaskResult
-from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.core.local_queue import LocalTaskQueue
+from graflow.core.queue import TaskSpec
+from graflow.core.scheduler import CANCEL, MAX_STEPS, TERMINATE, RunEnd
 from graflow.core.task_context import CheckpointRequest
-from graflow.queue.base import TaskSpec
-from graflow.queue.local import LocalTaskQueue
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -91,8 +92,6 @@ def run_group(
     parent: GroupRun | None,
 ) -> int:
     """Run a group activation; returns the engine's MAX_STEPS when branches hit the limit."""
-    from graflow.core.engine import MAX_STEPS
-
     group: ParallelGroup = spec.executable  # type: ignore[assignment]
     run = GroupRun(group, parent)
     members = list(group.tasks)
@@ -101,9 +100,7 @@ def run_group(
     tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
     backend = group.backend
     if backend is CoordinationBackend.REDIS:
-        from graflow.coordination.redis_coordinator import run_branches_on_pool
-
-        results = run_branches_on_pool(ctx, group, spec, run)
+        results = drivers.pool().run_branches_on_pool(ctx, group, spec, run)
     elif backend is CoordinationBackend.DIRECT or len(members) < 2:
         results = {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
     else:
@@ -113,8 +110,6 @@ def run_group(
             results = {tid: f.result() for tid, f in futures.items()}
     tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
     if run.cancel_called:
-        from graflow.core.engine import RunEnd
-
         raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
     if run.hit_max_steps:
         return MAX_STEPS
@@ -129,8 +124,6 @@ def run_group(
 
 
 def _run_branch(engine: WorkflowEngine, ctx: ExecutionContext, member: Executable, run: GroupRun) -> TaskResult:
-    from graflow.core.engine import MAX_STEPS, RunEnd
-
     started = time.time()
     queue = LocalTaskQueue(ctx)
     queue.enqueue(

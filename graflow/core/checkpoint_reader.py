@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graflow.codec import SecretKey
-from graflow.core.checkpoint import CheckpointMetadata, load_pickle, read_part, sha256_hex
+from graflow.core.checkpoint_meta import CheckpointMetadata, load_pickle, read_part, sha256_hex
 from graflow.core.checkpoint_schema import SCHEMA_MAJOR, MetaDoc, StateDoc
 from graflow.core.checkpoint_signature import verify_meta
+from graflow.core.redis_stub import RedisRunStub, load_dynamic_tasks
 from graflow.exceptions import (
     CheckpointCorruptError,
     CheckpointError,
@@ -162,6 +163,38 @@ def read_checkpoint(location: str, secret_key: SecretKey = None) -> LoadedCheckp
     return LoadedCheckpoint(store, base, source, meta, state, payload)
 
 
+def rebuild_redis_run(
+    stub: RedisRunStub,
+    redis_url: str | None,
+    graph: TaskGraph | None,
+    secret_key: SecretKey,
+    known_dynamic: list[str],
+    location: str,
+) -> ExecutionContext:
+    """A fresh context on the stub's Redis session (the session itself holds the state)."""
+    from graflow.core.context import ExecutionContext
+    from graflow.redisconn import wrap_connection_errors
+
+    client, url = stub.connect(redis_url)
+    with wrap_connection_errors(url):
+        graph, graph_hash = stub.graph_for(client, graph, secret_key, location, url)
+        ctx = ExecutionContext(
+            graph.copy(),
+            stub.start_node,
+            max_steps=stub.max_steps,
+            default_max_cycles=stub.default_max_cycles,
+            default_max_retries=stub.default_max_retries,
+            channel_backend="redis",
+            config={**stub.config, "url": url, "key_prefix": stub.key_prefix},
+            session_id=stub.session_id,
+            trace_id=stub.trace_id,
+        )
+        ctx.workflow_name = stub.workflow_name
+        ctx.graph_hash = graph_hash
+        load_dynamic_tasks(ctx, client, stub.key_prefix, known_dynamic, secret_key)
+    return ctx
+
+
 def resume(
     location: str,
     redis_url: str | None,
@@ -171,7 +204,6 @@ def resume(
 ) -> tuple[ExecutionContext, CheckpointMetadata]:
     from graflow.core.checkpoint_state import restore_state
     from graflow.core.context import ExecutionContext
-    from graflow.core.redis_stub import RedisRunStub
 
     loaded = read_checkpoint(location, secret_key)
     obj, source, meta = loaded.payload, loaded.source, loaded.meta
@@ -180,7 +212,7 @@ def resume(
         if graph is not None:
             _swap_graph(ctx, graph)
     elif isinstance(obj, RedisRunStub):
-        ctx = obj.rebuild(redis_url, graph, secret_key, loaded.state.known_dynamic, source)
+        ctx = rebuild_redis_run(obj, redis_url, graph, secret_key, loaded.state.known_dynamic, source)
     else:
         raise CheckpointCorruptError(
             f"{source} holds a {type(obj).__name__}, not a graflow run; use another checkpoint"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from graflow.core.checkpoint_schema import SCHEMA_VERSION, BackendInfo, PendingEntry, StateDoc
+from graflow.core.queue import TaskSpec
 from graflow.exceptions import CheckpointError
-from graflow.queue.base import TaskSpec
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from graflow.codec import SecretKey
-from graflow.core.checkpoint import (
+from graflow.core.checkpoint_meta import (
     CheckpointMetadata,
     dump_pickle,
     new_checkpoint_id,
@@ -71,8 +71,8 @@ def writer_cache(ctx: ExecutionContext) -> _WriterCache:
 
 def graph_identity(ctx: ExecutionContext) -> tuple[str, str, bytes]:
     """(graph_hash, fingerprint, pickled static graph), cached while the graph is unchanged."""
-    from graflow.coordination.graph_store import pickle_graph
     from graflow.core.fingerprint import graph_fingerprint
+    from graflow.core.graph_store import pickle_graph
 
     cache = writer_cache(ctx)
     cached = cache.identity
@@ -87,7 +87,7 @@ def graph_identity(ctx: ExecutionContext) -> tuple[str, str, bytes]:
 
 
 def _redis_stub(ctx: ExecutionContext, graph_hash: str, fingerprint: str, payload: bytes, secret_key: SecretKey) -> Any:
-    from graflow.coordination.graph_store import GraphStore
+    from graflow.core.graph_store import GraphStore
     from graflow.core.redis_stub import RedisRunStub, upload_dynamic_tasks
     from graflow.redisconn import ConnectionDescriptor
 
@@ -192,7 +192,7 @@ def _commit(
     fingerprint: str | None,
     secret_key: SecretKey = None,
 ) -> tuple[str, CheckpointMetadata]:
-    import graflow
+    from graflow.version import package_version
 
     state_bytes = encode(state)
     meta = CheckpointMetadata.create(
@@ -209,7 +209,7 @@ def _commit(
     doc.update(
         schema_version=SCHEMA_VERSION,
         signed=signed,
-        graflow_version=graflow.__version__,
+        graflow_version=package_version(),
         python_version=sys.version.split()[0],
     )
     try:

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from graflow.core.current_task import CurrentTask
 from graflow.core.cycle import CycleController
+from graflow.core.local_queue import LocalTaskQueue
+from graflow.core.queue import TaskSpec
 from graflow.core.retry import RetryController
 from graflow.core.run_state import LocalRunState
+from graflow.core.scope import in_task_body
 from graflow.core.task_context import TaskExecutionContext
-from graflow.queue.base import TaskSpec
-from graflow.queue.local import LocalTaskQueue
 from graflow.trace import NoopTracer, Tracer
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class ExecutionContext(CurrentTask):
 
     # -- attempts --------------------------------------------------------------------
     def create_task_context(self, task_id: str) -> TaskExecutionContext:
-        from graflow.core.task import base_task_id
+        from graflow.core.cycle import base_task_id
 
         return TaskExecutionContext(task_id, self, base_id=base_task_id(task_id))
 
@@ -283,10 +284,8 @@ class ExecutionContext(CurrentTask):
     @contextlib.contextmanager
     def executing_task(self, task: Executable, spec: TaskSpec | None = None) -> Iterator[TaskExecutionContext]:
         """Wrap one attempt: limits, cycle count, task context, binding and tracer hooks."""
-        from graflow.core.workflow import _in_task_body
-
         tc = self.begin_attempt(task, spec)
-        token = _in_task_body.set(True)
+        token = in_task_body.set(True)
         self.tracer.on_task_start(task.task_id, self)
         error: BaseException | None = None
         try:
@@ -295,7 +294,7 @@ class ExecutionContext(CurrentTask):
             error = exc
             raise
         finally:
-            _in_task_body.reset(token)
+            in_task_body.reset(token)
             self.end_attempt(task)
             self.tracer.on_task_end(task.task_id, self, error=error)
 
@@ -320,12 +319,10 @@ class ExecutionContext(CurrentTask):
     def write_immediate_checkpoint(
         self, tc: TaskExecutionContext, metadata: dict[str, Any], path: str | None
     ) -> Any:
-        from graflow.core.checkpoint import CheckpointManager
+        from graflow.core.checkpoint_writer import write_checkpoint
 
         resuming = tc.spec.group_id if tc.spec is not None and tc.spec.group_id else tc.task_id
-        return CheckpointManager.create_checkpoint(
-            self, path=path, metadata=metadata, resuming_task_id=resuming
-        )
+        return write_checkpoint(self, path, metadata, resuming, None)
 
     # -- running, saving --------------------------------------------------------------
     def execute(self) -> Any:
@@ -381,8 +378,8 @@ def create_execution_context(
     start_node: str = "ROOT", max_steps: int = 10, tracer: Tracer | None = None
 ) -> ExecutionContext:
     """A context over a one-node placeholder graph (upstream helper)."""
+    from graflow.core.executable import Task
     from graflow.core.graph import TaskGraph
-    from graflow.core.task import Task
 
     graph = TaskGraph()
     graph.add_node(Task(start_node, register_to_context=False))

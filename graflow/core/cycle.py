@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from graflow.exceptions import CycleLimitExceededError
+
+_CYCLE_SUFFIX = re.compile(r"(?:_cycle_\d+_[0-9a-f]{8})+$")
+
+
+def base_task_id(task_id: str) -> str:
+    """The base of an iteration id: trailing ``_cycle_{n}_{hex}`` segments removed."""
+    return _CYCLE_SUFFIX.sub("", task_id) if "_cycle_" in task_id else task_id
 
 
 class CycleController:
@@ -37,4 +46,4 @@ class CycleController:
             )
 
 
-__all__ = ["CycleController"]
+__all__ = ["CycleController", "base_task_id"]

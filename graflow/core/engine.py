@@ -12,12 +12,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from graflow.core.group import ParallelGroup
+from graflow.core.branches import GroupRun, run_group
+from graflow.core.executable import ParallelGroup
 from graflow.core.handler import TaskHandler
 from graflow.core.handlers.direct import DirectTaskHandler
-from graflow.core.scheduler import CANCEL, TERMINATE
+from graflow.core.queue import TaskSpec
+from graflow.core.scheduler import CANCEL, DRAINED, MAX_STEPS, TERMINATE, RunEnd
+from graflow.core.scope import in_task_body as _in_task_body
 from graflow.core.timeout import AttemptGuard
-from graflow.core.workflow import _in_task_body
 from graflow.exceptions import (
     ConfigError,
     GraflowWorkflowCanceledError,
@@ -25,29 +27,13 @@ from graflow.exceptions import (
     MaxStepsExceeded,
     warn,
 )
-from graflow.queue.base import TaskSpec
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
+    from graflow.core.local_queue import LocalTaskQueue
     from graflow.core.task_context import CheckpointRequest
-    from graflow.queue.local import LocalTaskQueue
 
 logger = logging.getLogger("graflow.engine")
-
-# Outcomes of draining a queue, besides the verdicts COMPLETE/TERMINATE/CANCEL.
-DRAINED = 10
-MAX_STEPS = 11
-
-
-class RunEnd(Exception):
-    """Internal: a terminate or cancel that must unwind to the run's top level."""
-
-    def __init__(self, verdict: int, task_id: str, message: str | None) -> None:
-        super().__init__(message)
-        self.verdict = verdict
-        self.task_id = task_id
-        self.message = message
-
 
 class WorkflowEngine:
     """Runs an ``ExecutionContext`` to its end in this process."""
@@ -139,8 +125,6 @@ class WorkflowEngine:
                 return MAX_STEPS
             spec = items.popleft()
             if type(spec.executable) is ParallelGroup:
-                from graflow.core.branches import run_group
-
                 verdict = run_group(self, ctx, spec, queue, group)
                 if verdict == MAX_STEPS:
                     items.appendleft(spec)
@@ -268,12 +252,10 @@ class WorkflowEngine:
 
     def write_checkpoint(self, ctx: ExecutionContext, request: CheckpointRequest) -> None:
         """Completion step 5: write a deferred checkpoint now that successors are queued."""
-        from graflow.core.checkpoint import CheckpointManager
+        from graflow.core.checkpoint_writer import write_checkpoint  # msgspec: only when used
 
         ctx.clear_checkpoint_request()
-        CheckpointManager.create_checkpoint(ctx, path=request.path, metadata=request.metadata)
+        write_checkpoint(ctx, request.path, request.metadata, None, None)
 
-
-from graflow.core.branches import GroupRun  # noqa: E402  (cycle: branches drive the engine)
 
 __all__ = ["WorkflowEngine"]

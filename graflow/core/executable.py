@@ -1,16 +1,27 @@
-"""``Executable``: the base of every graph node, and the ``>>``, ``<<``, ``|`` operators."""
+"""The graph's building blocks and the operators that compose them.
+
+``Executable`` is the base of every node; ``>>`` makes a ``SequentialTask`` (a chain
+handle) and ``|`` a ``ParallelGroup`` (a group node). They live in one module because
+each operator of the base class builds one of its subclasses.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from graflow.core.coordinator import CoordinationBackend
+from graflow.core.handlers.group_policy import (
+    GroupExecutionPolicy,
+    StrictGroupPolicy,
+    resolve_policy,
+)
+from graflow.core.scope import get_current_workflow_context, operator_workflow, registration_target
 from graflow.exceptions import GraflowRuntimeError
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
-    from graflow.core.group import ParallelGroup
-    from graflow.core.sequential import SequentialTask
     from graflow.core.workflow import WorkflowContext
 
 
@@ -53,23 +64,15 @@ class Executable(ABC):
 
     # -- operators -----------------------------------------------------------------
     def __rshift__(self, other: Executable) -> SequentialTask:
-        from graflow.core.sequential import link
-
         return link(self, other)
 
     def __lshift__(self, other: Executable) -> SequentialTask:
-        from graflow.core.sequential import link
-
         return link(other, self)
 
     def __or__(self, other: Executable) -> ParallelGroup:
-        from graflow.core.group import combine
-
         return combine(self, other)
 
     def __ror__(self, other: Executable) -> ParallelGroup:
-        from graflow.core.group import combine
-
         return combine(other, self)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -92,4 +95,199 @@ def check_executable(value: object, op: str) -> Executable:
     return value
 
 
-__all__ = ["Executable", "check_executable"]
+class Task(Executable):
+    """A no-op node (placeholder, join point)."""
+
+    def __init__(self, task_id: str, register_to_context: bool = True) -> None:
+        self._task_id = task_id
+        if register_to_context:
+            wf = registration_target()
+            if wf is not None:
+                wf.graph.add_node(self)
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    def run(self) -> Any:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Task({self._task_id!r})"
+
+
+# Its public home is graflow.core.task: pickles and graph fingerprints name it there.
+Task.__module__ = "graflow.core.task"
+
+
+
+class SequentialTask(Executable):
+    """An ordered chain of executables whose ends link to other nodes."""
+
+    def __init__(self, tasks: list[Executable]) -> None:
+        if not tasks:
+            raise ValueError("SequentialTask needs at least one task")
+        self.tasks = list(tasks)
+
+    @property
+    def task_id(self) -> str:
+        return self.leftmost.task_id
+
+    @property
+    def leftmost(self) -> Executable:
+        first = self.tasks[0]
+        return first.leftmost if isinstance(first, SequentialTask) else first
+
+    @property
+    def rightmost(self) -> Executable:
+        last = self.tasks[-1]
+        return last.rightmost if isinstance(last, SequentialTask) else last
+
+    def run(self) -> Any:
+        return self.leftmost.run()
+
+    def _register(self, wf: Any) -> None:
+        for t in self.tasks:
+            t._register(wf)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, index: int) -> Executable:
+        return self.tasks[index]
+
+    def __iter__(self) -> Iterator[Executable]:
+        return iter(self.tasks)
+
+    def __repr__(self) -> str:
+        return "SequentialTask(" + " >> ".join(t.task_id for t in self.tasks) + ")"
+
+
+def head(x: Executable) -> Executable:
+    """The node an incoming edge attaches to."""
+    return x.leftmost if isinstance(x, SequentialTask) else x
+
+
+def tail(x: Executable) -> Executable:
+    """The node an outgoing edge leaves from."""
+    return x.rightmost if isinstance(x, SequentialTask) else x
+
+
+def link(left: Executable, right: Executable) -> SequentialTask:
+    """``left >> right``: register both, add the edge ``tail(left) -> head(right)``."""
+    check_executable(left, ">>")
+    check_executable(right, ">>")
+    wf = operator_workflow()
+    left._register(wf)
+    right._register(wf)
+    wf.graph.add_edge(tail(left).task_id, head(right).task_id)
+    parts = left.tasks if isinstance(left, SequentialTask) else [left]
+    return SequentialTask([*parts, right])
+
+
+class ParallelGroup(Executable):
+    """A group node; its members are in ``tasks`` and are not linked to it by edges."""
+
+    def __init__(self, tasks: list[Executable], name: str | None = None) -> None:
+        self.tasks: list[Executable] = [head(check_executable(t, "|")) for t in tasks]
+        self._sources: list[Executable] = list(tasks)
+        wf = registration_target()
+        self._task_id = name or (wf.get_next_group_name() if wf else f"ParallelGroup_{id(self):x}")
+        self.policy: GroupExecutionPolicy = StrictGroupPolicy()
+        self.backend: CoordinationBackend = CoordinationBackend.THREADING
+        self.backend_config: dict[str, Any] = {}
+        if wf is not None:
+            self._register(wf)
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [t.task_id for t in self.tasks]
+
+    def run(self) -> Any:
+        """Groups run through the engine (branches, policy); a bare run runs members in order."""
+        for member in self.tasks:
+            member.run()
+        return None
+
+    def _register(self, wf: WorkflowContext) -> None:
+        for source in self._sources:
+            source._register(wf)
+        wf.graph.add_node(self, skip_if_exists=True)
+
+    def _graph(self) -> Any:
+        wf = get_current_workflow_context()
+        return wf.graph if wf is not None else None
+
+    def set_group_name(self, name: str) -> ParallelGroup:
+        graph = self._graph()
+        if graph is not None and self._task_id in graph:
+            if name != self._task_id and name in graph:
+                raise ValueError(f"cannot rename group to {name!r}: that id already exists")
+            graph.rename_node(self._task_id, name)
+        self._task_id = name
+        return self
+
+    def with_execution(
+        self,
+        backend: str | CoordinationBackend | None = None,
+        backend_config: dict[str, Any] | None = None,
+        policy: str | GroupExecutionPolicy | None = None,
+    ) -> ParallelGroup:
+        """Set where branches run and the policy; each None keeps the current value."""
+        if backend is not None:
+            self.backend = CoordinationBackend.parse(backend)
+        if backend_config is not None:
+            self.backend_config = dict(backend_config)
+        if policy is not None:
+            self.policy = resolve_policy(policy)
+        return self
+
+    def _append(self, x: Executable) -> None:
+        self._sources.append(x)
+        self.tasks.append(head(x))
+
+    def _prepend(self, x: Executable) -> None:
+        self._sources.insert(0, x)
+        self.tasks.insert(0, head(x))
+
+    def __repr__(self) -> str:
+        return f"ParallelGroup({self._task_id!r}, {self.member_ids})"
+
+
+def _has_edges(group: ParallelGroup, wf: WorkflowContext) -> bool:
+    gid = group.task_id
+    return bool(wf.graph.successors(gid) or wf.graph.predecessors(gid)) if gid in wf.graph else False
+
+
+def combine(left: Executable, right: Executable) -> ParallelGroup:
+    """``left | right``: extend a group, merge two edge-free groups, or make a new one."""
+    check_executable(left, "|")
+    check_executable(right, "|")
+    wf = operator_workflow()
+    if isinstance(left, ParallelGroup) and isinstance(right, ParallelGroup):
+        if not _has_edges(left, wf) and not _has_edges(right, wf):
+            for member in right._sources:
+                left._append(member)
+            if right.task_id in wf.graph:
+                wf.graph.remove_node(right.task_id)
+            left._register(wf)
+            return left
+        return ParallelGroup([left, right])
+    if isinstance(left, ParallelGroup):
+        left._append(right)
+        left._register(wf)
+        return left
+    if isinstance(right, ParallelGroup):
+        right._prepend(left)
+        right._register(wf)
+        return right
+    return ParallelGroup([left, right])
+
+
+__all__ = [
+    "Executable", "ParallelGroup", "SequentialTask", "Task", "check_executable", "combine", "head", "link", "tail",
+]

@@ -247,7 +247,7 @@ class TaskGraph:
         return self.nx_graph()
 
     def __str__(self) -> str:
-        from graflow.utils.graph import draw_ascii
+        from graflow.core.graph_draw import draw_ascii
 
         return draw_ascii(self)
 

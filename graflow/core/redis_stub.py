@@ -50,7 +50,7 @@ class RedisRunStub:
     ) -> tuple[TaskGraph, str]:
         """The graph to resume with and its hash: the stored one, or ``graph`` (uploaded,
         so that the next resumer finds it too)."""
-        from graflow.coordination.graph_store import GraphStore
+        from graflow.core.graph_store import GraphStore
         from graflow.redisconn import mask_url
 
         store = GraphStore(client, self.key_prefix, secret_key=secret_key)
@@ -63,37 +63,6 @@ class RedisRunStub:
                 f"(checkpoint {location}); pass graph=… / --workflow"
             )
         return stored, self.graph_hash
-
-    def rebuild(
-        self,
-        redis_url: str | None,
-        graph: TaskGraph | None,
-        secret_key: SecretKey,
-        known_dynamic: list[str],
-        location: str,
-    ) -> ExecutionContext:
-        from graflow.core.context import ExecutionContext
-        from graflow.redisconn import wrap_connection_errors
-
-        client, url = self.connect(redis_url)
-        with wrap_connection_errors(url):
-            graph, graph_hash = self.graph_for(client, graph, secret_key, location, url)
-            ctx = ExecutionContext(
-                graph.copy(),
-                self.start_node,
-                max_steps=self.max_steps,
-                default_max_cycles=self.default_max_cycles,
-                default_max_retries=self.default_max_retries,
-                channel_backend="redis",
-                config={**self.config, "url": url, "key_prefix": self.key_prefix},
-                session_id=self.session_id,
-                trace_id=self.trace_id,
-            )
-            ctx.workflow_name = self.workflow_name
-            ctx.graph_hash = graph_hash
-            load_dynamic_tasks(ctx, client, self.key_prefix, known_dynamic, secret_key)
-        return ctx
-
 
 def upload_dynamic_tasks(
     ctx: ExecutionContext, client: Any, prefix: str, secret_key: SecretKey, sent: set[str]

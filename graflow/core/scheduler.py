@@ -24,6 +24,20 @@ from graflow.exceptions import GraflowRuntimeError, RetryLimitExceededError
 COMPLETE = 0
 TERMINATE = 1
 CANCEL = 2
+# Outcomes of draining a queue, besides the verdicts COMPLETE/TERMINATE/CANCEL.
+DRAINED = 10
+MAX_STEPS = 11
+
+
+class RunEnd(Exception):
+    """Internal: a terminate or cancel that must unwind to the run's top level."""
+
+    def __init__(self, verdict: int, task_id: str, message: str | None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.task_id = task_id
+        self.message = message
+
 
 # Join requirement markers in the plan.
 TRIGGER: frozenset[str] | None = None  # loop-closing or unknown edge: ready at once
@@ -249,9 +263,12 @@ class SchedulingCore:
 __all__ = [
     "CANCEL",
     "COMPLETE",
+    "DRAINED",
+    "MAX_STEPS",
     "TERMINATE",
     "AttemptReport",
     "JoinPlan",
+    "RunEnd",
     "RunState",
     "SchedulingCore",
     "strongly_connected",

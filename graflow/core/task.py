@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import copy
 import inspect
-import re
 import sys
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from graflow.core.executable import Executable, check_executable
-from graflow.core.group import ParallelGroup
-from graflow.core.sequential import SequentialTask, link
+from graflow.core.cycle import base_task_id
+from graflow.core.executable import (
+    Executable,
+    ParallelGroup,
+    SequentialTask,
+    Task,
+    check_executable,
+    link,
+)
+from graflow.core.scope import operator_workflow, registration_target
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -20,14 +26,6 @@ if TYPE_CHECKING:
     from graflow.core.workflow import WorkflowContext
 
 _MISSING: Any = object()
-_CYCLE_SUFFIX = re.compile(r"(?:_cycle_\d+_[0-9a-f]{8})+$")
-
-
-def base_task_id(task_id: str) -> str:
-    """The base of an iteration id: trailing ``_cycle_{n}_{hex}`` segments removed."""
-    return _CYCLE_SUFFIX.sub("", task_id) if "_cycle_" in task_id else task_id
-
-
 class TaskWrapper(Executable):
     """A task backed by a plain function."""
 
@@ -71,8 +69,6 @@ class TaskWrapper(Executable):
         self.__annotations__ = dict(getattr(func, "__annotations__", {}))
         self.__wrapped__ = func
         if register_to_context:
-            from graflow.core.workflow import registration_target
-
             wf = registration_target()
             if wf is not None:
                 wf.graph.add_node(self)
@@ -283,37 +279,12 @@ def _task_by_reference(cls: type[TaskWrapper], module: str, qualname: str) -> Ta
     return task
 
 
-class Task(Executable):
-    """A no-op node (placeholder, join point)."""
-
-    def __init__(self, task_id: str, register_to_context: bool = True) -> None:
-        self._task_id = task_id
-        if register_to_context:
-            from graflow.core.workflow import registration_target
-
-            wf = registration_target()
-            if wf is not None:
-                wf.graph.add_node(self)
-
-    @property
-    def task_id(self) -> str:
-        return self._task_id
-
-    def run(self) -> Any:
-        return None
-
-    def __repr__(self) -> str:
-        return f"Task({self._task_id!r})"
-
-
 def chain(*tasks: Executable) -> SequentialTask:
     """Fold ``>>`` over the tasks."""
     if not tasks:
         raise ValueError("chain() needs at least one task")
     first = check_executable(tasks[0], "chain")
     if len(tasks) == 1:
-        from graflow.core.workflow import operator_workflow
-
         first._register(operator_workflow())
         return first if isinstance(first, SequentialTask) else SequentialTask([first])
     result = link(first, tasks[1])

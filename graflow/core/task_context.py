@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
     from graflow.core.executable import Executable
     from graflow.core.graph import TaskGraph
-    from graflow.queue.base import TaskSpec
+    from graflow.core.queue import TaskSpec
 
 
 class CheckpointRequest:
@@ -166,7 +166,7 @@ class TaskExecutionContext:
 
     def next_iteration(self, data: Any = None, *, base_id: str | None = None) -> str:
         """Queue the next iteration of this task's base (see docs/execution.md); returns its id."""
-        from graflow.core.task import base_task_id
+        from graflow.core.cycle import base_task_id
 
         ec = self.execution_context
         base = self.base_id if base_id is None else base_task_id(base_id)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any
 
+from graflow.core import scope
 from graflow.core.graph import TaskGraph
-from graflow.exceptions import GraflowRuntimeError, GraphCompilationError
+from graflow.core.scope import (
+    clear_workflow_context,
+    current_workflow_context,
+    get_current_workflow_context,
+    in_task_body,
+    install_workflow_factory,
+    operator_workflow,
+    registration_target,
+    require_workflow_context,
+    set_current_workflow_context,
+)
+from graflow.exceptions import GraphCompilationError
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
     from graflow.core.executable import Executable
     from graflow.trace import Tracer
 
-_current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
-    "graflow_workflow", default=None
-)
 
 
 class WorkflowContext:
@@ -30,11 +39,11 @@ class WorkflowContext:
 
     # -- context manager -----------------------------------------------------------
     def __enter__(self) -> WorkflowContext:
-        self._tokens.append(_current.set(self))
+        self._tokens.append(scope.current.set(self))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _current.reset(self._tokens.pop())
+        scope.current.reset(self._tokens.pop())
 
     # -- graph pass-throughs -------------------------------------------------------
     def add_node(self, name: str, task: Executable, skip_if_exists: bool = False) -> None:
@@ -110,9 +119,9 @@ class WorkflowContext:
 
     def submit(self, redis_url: str = "redis://localhost:6379/0", **kwargs: Any) -> Any:
         """Hand the run to a worker pool (see docs/life-of-a-task.md)."""
-        from graflow.distributed import submit
+        from graflow.core import drivers
 
-        return submit(self, redis_url, **kwargs)
+        return drivers.pool().submit(self, redis_url, **kwargs)
 
     def create_context(self, start_node: str | None = None, **kwargs: Any) -> ExecutionContext:
         from graflow.core.context import ExecutionContext
@@ -150,60 +159,19 @@ def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:
     return WorkflowContext(name, tracer)
 
 
-def get_current_workflow_context(create_if_not_exist: bool = False) -> WorkflowContext | None:
-    ctx = _current.get()
-    if ctx is None and create_if_not_exist:
-        ctx = WorkflowContext("anonymous")
-        _current.set(ctx)
-    return ctx
+install_workflow_factory(WorkflowContext)
 
-
-def current_workflow_context() -> WorkflowContext:
-    """The current workflow, creating and setting an anonymous one if none is active."""
-    ctx = get_current_workflow_context(create_if_not_exist=True)
-    assert ctx is not None
-    return ctx
-
-
-def require_workflow_context() -> WorkflowContext:
-    ctx = _current.get()
-    if ctx is None:
-        raise GraflowRuntimeError(
-            "no active workflow; build tasks inside `with workflow('name') as wf:`"
-        )
-    return ctx
-
-
-def set_current_workflow_context(ctx: WorkflowContext | None) -> None:
-    _current.set(ctx)
-
-
-def clear_workflow_context() -> None:
-    _current.set(None)
-
+_in_task_body = in_task_body  # the name the engine used before graflow.core.scope
 
 __all__ = [
     "WorkflowContext",
     "clear_workflow_context",
     "current_workflow_context",
     "get_current_workflow_context",
+    "operator_workflow",
+    "registration_target",
     "require_workflow_context",
+    "resolve_start_node",
     "set_current_workflow_context",
     "workflow",
 ]
-
-_in_task_body: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "graflow_in_task_body", default=False
-)
-
-
-def registration_target() -> WorkflowContext | None:
-    """The workflow a new task registers into: none while a task body runs (docs/execution.md)."""
-    if _in_task_body.get():
-        return None
-    return _current.get()
-
-
-def operator_workflow() -> WorkflowContext:
-    """The workflow operators write to; an anonymous one is made current if needed."""
-    return current_workflow_context()

@@ -6,16 +6,16 @@ docs/life-of-a-task.md follows these steps and what each writes to Redis.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import msgspec
 
 from graflow.codec import SecretKey
-from graflow.coordination.graph_store import GraphStore
 from graflow.core.graph import TaskGraph
 from graflow.core.group import ParallelGroup
 from graflow.core.handler import TaskResult
+from graflow.core.local_queue import LocalTaskQueue
+from graflow.core.queue import TaskSpec
 from graflow.core.task import base_task_id
 from graflow.core.task_context import CheckpointRequest
 from graflow.distributed import dispatch
@@ -24,32 +24,10 @@ from graflow.distributed.pool_engine import Branch, PoolEngine
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode, encode
+from graflow.distributed.stores import graph_store
 from graflow.exceptions import GraflowRuntimeError, PayloadError, PayloadSignatureError
-from graflow.queue.base import TaskSpec
-from graflow.queue.local import LocalTaskQueue
-from graflow.redisconn import client_cache
 
 logger = logging.getLogger("graflow.worker")
-
-_stores_lock = threading.Lock()
-
-
-def graph_store(client: Any, prefix: str, secret_key: SecretKey) -> GraphStore:
-    """One cached graph store per client and prefix: workers load each graph once."""
-    stores = client_cache(client, "graph_stores")
-    key = (prefix, repr(secret_key))
-    store: GraphStore | None = stores.get(key)
-    if store is None:
-        with _stores_lock:
-            store = stores.setdefault(key, GraphStore(client, prefix, secret_key=secret_key))
-    return store
-
-
-def _channel(client: Any, wire: Wire, secret_key: SecretKey) -> Any:
-    from graflow.channels.redis_channel import RedisChannel
-
-    return RedisChannel(wire.session_id, redis_client=client, key_prefix=wire.key_prefix, secret_key=secret_key)
-
 
 def _attempt_channel(client: Any, wire: Wire, secret_key: SecretKey) -> Any:
     """The channel a started attempt's code writes: fenced by the attempt, so that once

@@ -77,7 +77,7 @@ def register(pipe: Any, prefix: str, session_id: str, graph_hash: str) -> None:
 def release(client: Any, prefix: str, session_id: str, ttl: int | None = None) -> int:
     """The run ended (or was purged): drop its entry and start its graph's TTL, unless
     another live run uses the same graph. Idempotent."""
-    from graflow.coordination.graph_store import graph_ttl
+    from graflow.core.graph_store import graph_ttl
 
     ttl = graph_ttl() if ttl is None else ttl
     args = [session_id, keys.graph(prefix, ""), ttl]
@@ -87,7 +87,7 @@ def release(client: Any, prefix: str, session_id: str, ttl: int | None = None) -
 def sweep(client: Any, prefix: str, ttl: int | None = None, *, every: float = SWEEP_EVERY) -> int | None:
     """At most once per ``every`` seconds per prefix (None when skipped): release listed
     runs that ended or vanished and keep the graphs of live ones without TTL."""
-    from graflow.coordination.graph_store import graph_ttl
+    from graflow.core.graph_store import graph_ttl
 
     if not client.set(keys.live_runs_sweep_lock(prefix), b"1", nx=True, px=max(1, int(every * 1000))):
         return None

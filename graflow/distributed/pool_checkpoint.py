@@ -24,7 +24,7 @@ logger = logging.getLogger("graflow.worker")
 DEFERRED_FIELDS = ("checkpointing", "checkpoint_request")
 
 if TYPE_CHECKING:
-    from graflow.core.checkpoint import CheckpointMetadata
+    from graflow.core.checkpoint_meta import CheckpointMetadata
     from graflow.core.task_context import CheckpointRequest
     from graflow.distributed.pool_context import PoolContext
     from graflow.distributed.session import SessionStore
@@ -102,7 +102,7 @@ def write_snapshot_checkpoint(
     metadata: dict[str, Any],
     resuming_task_id: str | None,
 ) -> tuple[str, CheckpointMetadata]:
-    from graflow.core.checkpoint import new_checkpoint_id
+    from graflow.core.checkpoint_meta import new_checkpoint_id
     from graflow.core.checkpoint_writer import store_artefacts
     from graflow.core.redis_stub import RedisRunStub
     from graflow.redisconn import ConnectionDescriptor
@@ -168,40 +168,6 @@ def write_from_snapshot(
         return outcome
 
 
-def write_lost_checkpoint(client: Any, wire: Wire, request_doc: str | None, finished: bool) -> bool:
-    """Write the deferred checkpoint a lost attempt committed but never wrote.
-
-    ``request_doc`` is the session's ``checkpoint_request`` (see ``COMMIT``); it is
-    written only if it belongs to ``wire``'s activation. The snapshot is taken now: a
-    state at least as far as the commit's, and the redelivery writes it before handing
-    the successors to rq, so they are still listed as pending. Returns whether it wrote
-    (or tried to: a failed write fails the run, as for the original writer).
-    """
-    from graflow.core.task_context import CheckpointRequest
-    from graflow.distributed.executor import _channel, graph_store
-    from graflow.distributed.pool_context import PoolContext
-    from graflow.distributed.session import SessionStore
-
-    if not request_doc:
-        return False
-    doc = msgspec.json.decode(request_doc)
-    if doc.get("spec_id") != wire.spec_id:
-        return False
-    store = SessionStore(client, wire.key_prefix, wire.session_id)
-    graph = graph_store(client, wire.key_prefix, None).get(wire.graph_hash)
-    if graph is None:
-        client.hdel(store.keys.meta, *DEFERRED_FIELDS)
-        logger.error("session %s: graph %s is gone; the checkpoint requested by %s is lost",
-                     wire.session_id, wire.graph_hash[:12], doc.get("task_id"))  # fmt: skip
-        return False
-    pctx = PoolContext(graph, store.meta(), store, _channel(client, wire, None), None)
-    request = CheckpointRequest(doc.get("metadata") or {}, doc.get("path"), list(doc.get("requested_by") or []))
-    logger.warning("session %s: writing the checkpoint requested by %s, whose writer was lost",
-                   wire.session_id, doc.get("task_id"))  # fmt: skip
-    write_from_snapshot(pctx, request, store.snapshot(), str(doc.get("task_id")), finished)
-    return True
-
-
 def write_pool_checkpoint(
     pctx: PoolContext, path: str | None, metadata: dict[str, Any], resuming_task_id: str
 ) -> tuple[str, CheckpointMetadata]:
@@ -210,6 +176,6 @@ def write_pool_checkpoint(
 
 
 __all__ = [
-    "DEFERRED_FIELDS", "write_from_snapshot", "write_lost_checkpoint", "write_pool_checkpoint",
+    "DEFERRED_FIELDS", "write_from_snapshot", "write_pool_checkpoint",
     "write_snapshot_checkpoint",
 ]

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from graflow.channels.redis_channel import RedisChannel
     from graflow.core.executable import Executable
     from graflow.core.graph import TaskGraph
+    from graflow.core.queue import TaskSpec
     from graflow.core.task_context import TaskExecutionContext
-    from graflow.queue.base import TaskSpec
 
 
 class PoolContext(ExecutionContext):

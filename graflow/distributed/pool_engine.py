@@ -23,6 +23,7 @@ from graflow.core.engine import WorkflowEngine
 from graflow.core.scheduler import CANCEL, TERMINATE
 from graflow.core.timeout import AttemptGuard, default_timeout
 from graflow.distributed import dispatch
+from graflow.distributed.redis_lost import lost_redis
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
 from graflow.exceptions import ValueTooLargeError
@@ -30,10 +31,10 @@ from graflow.limits import check_value_size, max_redeliveries
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
+    from graflow.core.local_queue import LocalTaskQueue
+    from graflow.core.queue import TaskSpec
     from graflow.distributed.pool_context import PoolContext
     from graflow.distributed.session import SessionStore
-    from graflow.queue.base import TaskSpec
-    from graflow.queue.local import LocalTaskQueue
 
 logger = logging.getLogger("graflow.worker")
 _VERDICT = {0: "complete", TERMINATE: "terminate", CANCEL: "cancel"}
@@ -350,37 +351,6 @@ class PoolEngine(WorkflowEngine):
         self.after_step(store, secret_key, self.outcome)
 
 
-def lost_redis(client: Any, exc: BaseException) -> bool:
-    """Whether ``exc`` says the session's Redis (``client``'s server) was unreachable.
-
-    A connection error in the exception chain counts if it names that server's address,
-    or if that server does not answer a PING now: a task's own failure to reach some
-    other server is the task's error, as usual.
-    """
-    import redis
-
-    from graflow.exceptions import RedisUnavailableError
-
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
-    address = f"{kwargs['host']}:{kwargs.get('port', 6379)}" if kwargs.get("host") else str(kwargs.get("path") or "")
-    errors = (redis.ConnectionError, redis.TimeoutError, RedisUnavailableError)
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in chain and len(chain) < 20:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__ or getattr(cur, "cause", None)
-    found = [e for e in chain if isinstance(e, errors)]
-    if not found or any(isinstance(e, ValueTooLargeError) for e in chain):
-        return False  # a write refused for its size is the task's error, whatever closed the socket
-    if address and any(address in str(e) for e in found):
-        return True
-    try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError):
-        return True
-    return False
-
-
 def checkpoint_request_doc(wire: Wire, task_id: str, request: Any) -> str | None:
     """The deferred request as the commit keeps it for a redelivery (JSON), or None when
     its metadata is not JSON (then a lost writer's checkpoint is only reported)."""
@@ -404,6 +374,5 @@ __all__ = [
     "PoolEngine",
     "checkpoint_request_doc",
     "fail_activation",
-    "lost_redis",
     "max_redeliveries",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -18,7 +18,15 @@ from graflow.exceptions import CheckpointError
 if TYPE_CHECKING:
     from graflow.core.checkpoint_schema import StateDoc
     from graflow.core.graph import TaskGraph
-    from graflow.distributed.run import WorkflowRun
+
+
+class ResumedRun(NamedTuple):
+    """Where the resumed session lives (``WorkflowRun.resume`` wraps it in a handle)."""
+
+    session_id: str
+    client: Any
+    redis_url: str
+    key_prefix: str
 
 
 def resume_on_pool(
@@ -30,11 +38,10 @@ def resume_on_pool(
     graph: TaskGraph | None = None,
     strict_graph: bool = False,
     force: bool = False,
-) -> WorkflowRun:
+) -> ResumedRun:
     """Validate the checkpoint, rewrite the session from its state.json, enqueue its work."""
     from graflow.core.checkpoint_reader import compare_fingerprints, read_checkpoint
     from graflow.core.redis_stub import RedisRunStub
-    from graflow.distributed.run import WorkflowRun
     from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
     from graflow.redisconn import wrap_connection_errors
 
@@ -81,7 +88,7 @@ def resume_on_pool(
             # Nothing was pending (e.g. the last task checkpointed): the run is over, as
             # an in-process resume of the same checkpoint returns at once.
             store.end_run("completed", "drained")
-    return WorkflowRun(stub.session_id, client=client, redis_url=url, key_prefix=stub.key_prefix, secret_key=secret_key)
+    return ResumedRun(stub.session_id, client, url, stub.key_prefix)
 
 
 def _specs(state: StateDoc, stub: Any, graph_hash: str, queue: str) -> list[Wire]:
@@ -150,4 +157,4 @@ def _rewrite(
     store.persist_channel()
 
 
-__all__ = ["resume_on_pool"]
+__all__ = ["ResumedRun", "resume_on_pool"]

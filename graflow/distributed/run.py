@@ -78,6 +78,16 @@ def _num(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
+def connect(redis_url: str) -> Any:
+    """A binary client for ``redis_url`` that answers (``RedisUnavailableError`` otherwise)."""
+    from graflow.redisconn import client_from, wrap_connection_errors
+
+    client = client_from(url=redis_url)
+    with wrap_connection_errors(redis_url):
+        client.ping()
+    return client
+
+
 class WorkflowRun:
     """A handle on a run executing on the pool."""
 
@@ -90,7 +100,6 @@ class WorkflowRun:
         key_prefix: str = keys.DEFAULT_PREFIX,
         secret_key: SecretKey = None,
     ) -> None:
-        from graflow.distributed.submit import connect
         from graflow.identifiers import check_key_prefix, check_session_id
 
         # Ids are data, never patterns: refused before any command reaches Redis.
@@ -135,10 +144,12 @@ class WorkflowRun:
         """Put a Redis-backed checkpoint's pending work back on the pool."""
         from graflow.distributed.pool_resume import resume_on_pool
 
-        return resume_on_pool(
+        resumed = resume_on_pool(
             checkpoint, redis_url, queue=queue, secret_key=secret_key, graph=graph,
             strict_graph=strict_graph, force=force,
         )  # fmt: skip
+        return cls(resumed.session_id, client=resumed.client, redis_url=resumed.redis_url,
+                   key_prefix=resumed.key_prefix, secret_key=secret_key)  # fmt: skip
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         from graflow.redisconn import wrap_connection_errors
@@ -292,4 +303,4 @@ class WorkflowRun:
         return f"WorkflowRun({self.session_id!r})"
 
 
-__all__ = ["RunStatus", "WorkflowRun"]
+__all__ = ["RunStatus", "WorkflowRun", "connect"]

@@ -20,16 +20,6 @@ if TYPE_CHECKING:
     from graflow.distributed.run import WorkflowRun
 
 
-def connect(redis_url: str) -> Any:
-    """A binary client for ``redis_url`` that answers (``RedisUnavailableError`` otherwise)."""
-    from graflow.redisconn import client_from, wrap_connection_errors
-
-    client = client_from(url=redis_url)
-    with wrap_connection_errors(redis_url):
-        client.ping()
-    return client
-
-
 def submit(
     graph: TaskGraph | WorkflowContext,
     redis_url: str = "redis://localhost:6379/0",
@@ -50,10 +40,10 @@ def submit(
     ``key_prefix`` 1-64 of those and ``.`` ``:`` (``graflow.identifiers``): anything else is
     refused with ``InvalidIdentifierError`` before anything is written."""
     from graflow.channels.redis_channel import RedisChannel
-    from graflow.coordination.graph_store import GraphStore, pickle_graph
     from graflow.core.fingerprint import graph_fingerprint
+    from graflow.core.graph_store import GraphStore, pickle_graph
     from graflow.core.workflow import WorkflowContext, resolve_start_node
-    from graflow.distributed.run import WorkflowRun
+    from graflow.distributed.run import WorkflowRun, connect
     from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
     from graflow.redisconn import wrap_connection_errors
 
@@ -119,4 +109,4 @@ def submit(
     return WorkflowRun(session_id, client=client, redis_url=redis_url, key_prefix=key_prefix, secret_key=secret_key)
 
 
-__all__ = ["connect", "submit"]
+__all__ = ["submit"]

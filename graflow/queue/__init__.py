@@ -1,1 +1,1 @@
-"""Queues of activations: the in-process FIFO and (later) the Redis-backed one."""
+"""Upstream module paths of the queues, kept as re-exports (see docs/architecture.md)."""

@@ -160,7 +160,7 @@ def hand_over(connection: Any, wire: Any, outcome: dict[str, Any]) -> None:
     listed as pending in it), then the hand-over to rq."""
     status = outcome.get("status")
     if status in ("done", "final") and outcome.get("checkpoint"):
-        from graflow.distributed.pool_checkpoint import write_lost_checkpoint
+        from graflow.distributed.lost_checkpoint import write_lost_checkpoint
 
         try:
             write_lost_checkpoint(connection, wire, outcome["checkpoint"], finished=status == "final")

@@ -36,14 +36,14 @@ class TaskWorker:
         heartbeat: float = 10.0,
     ) -> None:
         try:
-            from graflow.queue.distributed import DistributedTaskQueue
+            from graflow.distributed.task_queue import DistributedTaskQueue
         except ImportError as exc:  # pragma: no cover - the module ships with graflow
             raise ValueError(
-                "TaskWorker needs a RedisTaskQueue, but graflow.queue.distributed is missing"
+                "TaskWorker needs a RedisTaskQueue, but graflow.distributed.task_queue is missing"
             ) from exc
         if not isinstance(queue, DistributedTaskQueue):
             raise ValueError(
-                f"TaskWorker needs a RedisTaskQueue (graflow.queue.distributed.DistributedTaskQueue), "
+                f"TaskWorker needs a RedisTaskQueue (graflow.distributed.task_queue.DistributedTaskQueue), "
                 f"got {type(queue).__name__} — pass the queue the producer enqueues to"
             )
         if max_concurrent_tasks < 1:

@@ -11,8 +11,8 @@ import cloudpickle
 import pytest
 
 from graflow import TaskExecutionContext, chain, parallel, task, workflow
-from graflow.coordination.coordinator import CoordinationBackend
 from graflow.core.context import ExecutionContext, create_execution_context
+from graflow.core.coordinator import CoordinationBackend
 from graflow.core.handlers.group_policy import BestEffortGroupPolicy
 from graflow.core.task import Executable, ParallelGroup, SequentialTask, Task, TaskWrapper
 from graflow.core.workflow import get_current_workflow_context

@@ -175,8 +175,8 @@ def test_in_process_runs_refuse_a_bad_id_before_using_the_pool(redis_url: str, c
 
     from graflow.core.context import ExecutionContext
     from graflow.core.engine import WorkflowEngine
-    from graflow.queue.base import TaskSpec
-    from graflow.queue.distributed import DistributedTaskQueue
+    from graflow.core.queue import TaskSpec
+    from graflow.distributed.task_queue import DistributedTaskQueue
 
     prefix = f"gfids{uuid.uuid4().hex[:10]}"
     ctx = ExecutionContext.create(groupflows.pid_group(prefix).graph, session_id="run*1", channel_backend="redis",

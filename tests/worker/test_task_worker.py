@@ -15,13 +15,13 @@ pytestmark = pytest.mark.redis
 
 
 def _queue(redis_client: Any, name: str) -> Any:
-    from graflow.queue.distributed import DistributedTaskQueue
+    from graflow.distributed.task_queue import DistributedTaskQueue
 
     return DistributedTaskQueue(redis_client=redis_client, key_prefix=name)
 
 
 def test_rejects_anything_but_a_distributed_queue() -> None:
-    from graflow.queue.local import LocalTaskQueue
+    from graflow.core.local_queue import LocalTaskQueue
 
     for bad in (object(), LocalTaskQueue.__new__(LocalTaskQueue)):
         with pytest.raises(ValueError, match="RedisTaskQueue"):
