@@ -315,6 +315,28 @@ def test_lock_times_out_while_held_elsewhere(channel: Channel) -> None:
         assert channel.keys() == []  # locks never show up as keys
 
 
+def test_memory_channel_lock_is_re_entrant_for_its_holder() -> None:
+    # As upstream's: the holding thread may nest the lock; another thread still waits.
+    channel = MemoryChannel("reentrant")
+    with channel.lock("res"), channel.lock("res", timeout=0.1):
+        channel.set("inside", True)
+        outcome: list[BaseException | None] = []
+
+        def other() -> None:
+            try:
+                with channel.lock("res", timeout=0.1):
+                    outcome.append(None)
+            except TimeoutError as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert isinstance(outcome[0], TimeoutError)
+    with channel.lock("res", timeout=0.1):  # released by the outer block
+        assert channel.get("inside") is True
+
+
 # ------------------------------------------------------------------ pickling
 
 

@@ -25,11 +25,11 @@ def check_amount(amount: object) -> None:
 
 def check_ttl(ttl: float | None, key: str, channel: str) -> float | None:
     """Validate a ``ttl`` once for every backend, so they fail alike."""
-    from graflow.exceptions import ConfigError
-
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        from graflow.exceptions import ConfigError
+
         raise ConfigError(
             f"ttl for key {key!r} on channel {channel!r} must be a positive number of "
             f"seconds or None, got {ttl!r}"

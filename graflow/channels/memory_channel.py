@@ -1,8 +1,9 @@
 """In-process channel: a dict, values stored by reference.
 
 TTLs are checked lazily on access against ``time.monotonic`` (wall-clock jumps
-cannot expire or revive keys). Read-modify-write operations hold the key's RLock,
-so ``append`` and ``atomic_add`` are atomic across threads, as on Redis.
+cannot expire or revive keys). Every write holds the channel's one lock (held for a
+dict operation or two, never while user code runs), so ``append`` and ``atomic_add``
+are atomic across threads, as on Redis; a read of a key without a TTL needs no lock.
 """
 
 from __future__ import annotations
@@ -30,17 +31,9 @@ class MemoryChannel(Channel):
         self._init_locks()
 
     def _init_locks(self) -> None:
-        self._store_lock = threading.Lock()
-        self._key_locks: dict[str, threading.RLock] = {}
-        # Advisory locks are plain Locks, not re-entrant, like a Redis lock.
-        self._advisory: dict[str, threading.Lock] = {}
-
-    def _klock(self, key: str) -> threading.RLock:
-        lock = self._key_locks.get(key)
-        if lock is None:
-            with self._store_lock:
-                lock = self._key_locks.setdefault(key, threading.RLock())
-        return lock
+        self._lock = threading.Lock()
+        # Advisory locks are re-entrant, as upstream's: the holding thread may nest them.
+        self._advisory: dict[str, threading.RLock] = {}
 
     def _current(self, key: str) -> Any:
         """The live value or ``_MISSING``; purges an expired key. Hold the key lock."""
@@ -58,26 +51,31 @@ class MemoryChannel(Channel):
     # ------------------------------------------------------------------ Channel
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        ttl = check_ttl(ttl, key, self.name)
-        with self._klock(key):
+        if ttl is not None:
+            ttl = check_ttl(ttl, key, self.name)
+        with self._lock:
             self._data[key] = value
-            self._expiry.pop(key, None)
-            self._set_ttl(key, ttl)
+            if self._expiry:
+                self._expiry.pop(key, None)
+            if ttl is not None:
+                self._expiry[key] = time.monotonic() + ttl
 
     def get(self, key: str, default: Any = None) -> Any:
-        with self._klock(key):
+        if key not in self._expiry:  # no TTL to enforce: one atomic dict read
+            return self._data.get(key, default)
+        with self._lock:
             value = self._current(key)
         return default if value is _MISSING else value
 
     def delete(self, key: str) -> bool:
-        with self._klock(key):
+        with self._lock:
             existed = self._current(key) is not _MISSING
             self._data.pop(key, None)
             self._expiry.pop(key, None)
         return existed
 
     def exists(self, key: str) -> bool:
-        with self._klock(key):
+        with self._lock:
             return self._current(key) is not _MISSING
 
     def keys(self) -> list[str]:
@@ -85,7 +83,7 @@ class MemoryChannel(Channel):
 
     def clear(self) -> None:
         for key in list(self._data):
-            with self._klock(key):
+            with self._lock:
                 self._data.pop(key, None)
                 self._expiry.pop(key, None)
 
@@ -97,7 +95,7 @@ class MemoryChannel(Channel):
 
     def _push(self, key: str, value: Any, ttl: float | None, *, front: bool) -> int:
         ttl = check_ttl(ttl, key, self.name)
-        with self._klock(key):
+        with self._lock:
             current = self._current(key)
             if current is _MISSING:
                 current = []
@@ -116,7 +114,7 @@ class MemoryChannel(Channel):
 
     def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
         check_amount(amount)
-        with self._klock(key):
+        with self._lock:
             current = self._current(key)
             if current is _MISSING:
                 current = 0
@@ -131,8 +129,8 @@ class MemoryChannel(Channel):
 
     @contextmanager
     def lock(self, key: str, timeout: float = 10.0) -> Iterator[None]:
-        with self._store_lock:
-            lock = self._advisory.setdefault(key, threading.Lock())
+        with self._lock:
+            lock = self._advisory.setdefault(key, threading.RLock())
         acquired = lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
         if not acquired:
             raise TimeoutError(
@@ -152,7 +150,7 @@ class MemoryChannel(Channel):
         data: dict[str, Any] = {}
         ttls: dict[str, float] = {}
         for key in list(self._data):
-            with self._klock(key):
+            with self._lock:
                 value = self._current(key)
                 if value is _MISSING:
                     continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import inspect
 import sys
+import types
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,38 @@ if TYPE_CHECKING:
     from graflow.core.workflow import WorkflowContext
 
 _MISSING: Any = object()
+
+
+# A function's parameter analysis belongs to the function: every task (and every
+# iteration or instance) made from it shares one, computed on first use.
+_ANALYSED: weakref.WeakKeyDictionary[Callable[..., Any], dict[bool, tuple[tuple[str, str, str], ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def resolvable_parameters(func: Callable[..., Any], inject_context: bool) -> tuple[tuple[str, str, str], ...]:
+    """The parameters the engine fills from the channel: (name, "name.__result__", kind)."""
+    plain = type(func) is types.FunctionType  # a hashable, weak-referenceable identity
+    if plain:
+        known = _ANALYSED.get(func)
+        if known is not None and inject_context in known:
+            return known[inject_context]
+    params = list(inspect.signature(func).parameters.values())
+    if inject_context and params and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        params = params[1:]  # the injected context is never resolved
+    found = tuple(
+        (p.name, f"{p.name}.__result__", p.kind.name)
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
+    if plain:
+        _ANALYSED.setdefault(func, {})[inject_context] = found
+    return found
+
+
 class TaskWrapper(Executable):
     """A task backed by a plain function."""
 
@@ -136,18 +170,7 @@ class TaskWrapper(Executable):
 
     def _analyse(self) -> tuple[tuple[str, str, str], ...]:
         """Resolvable parameters in order: (name, "name.__result__", kind)."""
-        params = list(inspect.signature(self.func).parameters.values())
-        if self.inject_context and params and params[0].kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            params = params[1:]  # the injected context is never resolved
-        out = [
-            (p.name, f"{p.name}.__result__", p.kind.name)
-            for p in params
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ]
-        self._params = tuple(out)
+        self._params = resolvable_parameters(self.func, self.inject_context)
         return self._params
 
     # -- instances and iterations ----------------------------------------------------

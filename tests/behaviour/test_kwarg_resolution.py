@@ -181,3 +181,21 @@ def test_injected_context_is_excluded_from_resolution(driver):
     out = driver.run(wf, initial_channel={"context": "plain"})
     assert out.error is None
     assert out.channel.get("seen") == [True, "d"]
+
+
+def test_a_functions_parameters_are_analysed_once_for_all_its_tasks() -> None:
+    # The analysis belongs to the function: every task, instance and iteration made
+    # from it shares one (it is the costly part of a task's first attempt).
+    from graflow.core.task import TaskWrapper
+
+    def body(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    first, second = TaskWrapper("first", body), TaskWrapper("second", body)
+    analysed = first._analyse()
+    assert analysed == (("a", "a.__result__", "POSITIONAL_OR_KEYWORD"),
+                        ("b", "b.__result__", "POSITIONAL_OR_KEYWORD"),
+                        ("c", "c.__result__", "KEYWORD_ONLY"))  # fmt: skip
+    assert second._analyse() is analysed
+    injected = TaskWrapper("third", body, inject_context=True)._analyse()
+    assert [name for name, _, _ in injected] == ["b", "c"]  # the first parameter is the context
