@@ -7,7 +7,7 @@ written against a ``MemoryChannel`` runs unchanged on a ``RedisChannel``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 __all__ = ["Channel", "check_amount", "check_ttl", "is_number"]
@@ -79,9 +79,13 @@ class Channel(ABC):
     def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
         """Add ``amount`` atomically (missing counts as 0); returns the new value."""
 
-    @abstractmethod
     def lock(self, key: str, timeout: float = 10.0) -> AbstractContextManager[None]:
-        """An advisory per-key lock; ``TimeoutError`` if not acquired in time."""
+        """An advisory per-key lock; ``TimeoutError`` if not acquired in time.
+
+        The built-in channels lock for real. A channel written for upstream Graflow may
+        leave it out: as upstream's base class, this default locks nothing.
+        """
+        return nullcontext()
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.exists(key)

@@ -35,6 +35,11 @@ class MemoryChannel(Channel):
         # Advisory locks are re-entrant, as upstream's: the holding thread may nest them.
         self._advisory: dict[str, threading.RLock] = {}
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The stored values by key (upstream's attribute; read it, write through ``set``)."""
+        return self._data
+
     def _current(self, key: str) -> Any:
         """The live value or ``_MISSING``; purges an expired key. Hold the key lock."""
         deadline = self._expiry.get(key)

@@ -138,6 +138,9 @@ class TypedChannel(Generic[T]):
     def prepend(self, key: str, value: Any, ttl: float | None = None) -> int:
         return self._channel.prepend(key, value, ttl)
 
+    def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
+        return self._channel.atomic_add(key, amount)
+
     def delete(self, key: str) -> bool:
         return self._channel.delete(key)
 

@@ -330,13 +330,17 @@ class ExecutionContext(CurrentTask):
 
         return WorkflowEngine().execute(self)
 
-    def save(self, path: str) -> None:
+    def get_channel(self) -> Channel:
+        """The run's channel (upstream has it here too, beside ``TaskExecutionContext``'s)."""
+        return self.channel
+
+    def save(self, path: str = "execution_context.pkl") -> None:
         from graflow.codec import Purpose, dump
 
         dump(self, path, Purpose.CONTEXT)
 
     @classmethod
-    def load(cls, path: str) -> ExecutionContext:
+    def load(cls, path: str = "execution_context.pkl") -> ExecutionContext:
         from graflow.codec import Purpose, load
 
         ctx = load(path, Purpose.CONTEXT)

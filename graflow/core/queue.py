@@ -121,7 +121,12 @@ class TaskSpec:
 
 
 class TaskQueue(ABC):
-    """The queue interface of upstream Graflow."""
+    """The queue interface of upstream Graflow.
+
+    As upstream, a subclass must define ``enqueue``, ``dequeue`` and ``is_empty``;
+    ``size`` and ``to_list`` have defaults, so queues written for upstream (which has
+    no ``to_list`` and a ``size`` of 0) instantiate unchanged.
+    """
 
     @abstractmethod
     def enqueue(self, task_spec: TaskSpec) -> bool: ...
@@ -132,11 +137,13 @@ class TaskQueue(ABC):
     @abstractmethod
     def is_empty(self) -> bool: ...
 
-    @abstractmethod
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Queued activations; a queue that cannot count says 0, as upstream's base."""
+        return 0
 
-    @abstractmethod
-    def to_list(self) -> list[str]: ...
+    def to_list(self) -> list[str]:
+        """Task ids in queue order; a queue that cannot list them says none."""
+        return []
 
     def cleanup(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release resources; nothing for in-memory queues."""

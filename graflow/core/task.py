@@ -88,7 +88,8 @@ class TaskWrapper(Executable):
         self.handler_type = handler_type or "direct"
         self.resolve_keyword_args = resolve_keyword_args
         self.max_cycles = max_cycles
-        self.max_retries = max_retries
+        # As upstream: a retry policy decides the attempts, and the attribute says so.
+        self.max_retries = retry_policy.max_retries if retry_policy is not None else max_retries
         self.retry_policy = retry_policy
         #: Seconds one attempt may run before it fails with TaskTimeoutError (None: no limit).
         self.timeout = timeout

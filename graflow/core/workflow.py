@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from graflow.trace import Tracer
 
 
-
 class WorkflowContext:
     """A named graph under construction; ``execute`` runs it in-process, ``submit`` on a pool."""
 
@@ -36,6 +35,15 @@ class WorkflowContext:
         self.tracer = tracer
         self._group_counter = 0
         self._tokens: list[contextvars.Token[WorkflowContext | None]] = []
+        self._redis_client: Any = None
+
+    def set_redis_client(self, client: Any) -> None:
+        """Keep a Redis client with the workflow (upstream API; graflow's runs take theirs
+        from ``execute(channel_backend="redis", config=...)`` or ``submit(redis_url)``)."""
+        self._redis_client = client
+
+    def get_redis_client(self) -> Any:
+        return self._redis_client
 
     # -- context manager -----------------------------------------------------------
     def __enter__(self) -> WorkflowContext:
