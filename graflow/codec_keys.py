@@ -3,65 +3,40 @@
 ``GRAFLOW_SECRET_KEY`` (comma-separated for rotation: the first signs, any verifies) or a
 ``secret_key=`` argument; HMAC-SHA256 over the pieces of a payload without joining them.
 Used by the envelope (``graflow.codec``) and by payloads that travel next to their
-signature (wire TaskSpecs, checkpoint meta.json). Ground floor: standard library and
-``graflow.exceptions`` only.
+signature (wire TaskSpecs, checkpoint meta.json). Ground floor: standard library,
+``graflow.exceptions`` and ``graflow.settings`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Sequence
 
-from graflow.exceptions import ConfigError, PayloadSignatureError
+from graflow import settings
+from graflow.exceptions import PayloadSignatureError
+from graflow.settings import MIN_KEY_BYTES, check_key
 
 __all__ = ["ENV_VAR", "MIN_KEY_BYTES", "SecretKey", "bad_signature", "mac", "no_key", "resolve_keys", "sign", "verify"]
 
-MIN_KEY_BYTES = 16
 ENV_VAR = "GRAFLOW_SECRET_KEY"
 
 #: ``secret_key=`` arguments: one key (str/bytes) or a sequence of keys (first signs).
 SecretKey = str | bytes | Sequence[str | bytes] | None
 
-_env_cache: tuple[str | None, list[bytes]] = (None, [])
-
-
-def _check_key(key: str | bytes, where: str) -> bytes:
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-    if len(raw) < MIN_KEY_BYTES:
-        # Never echo the key itself: error messages end up in logs.
-        raise ConfigError(
-            f"the secret key from {where} is too short ({len(raw)} bytes); "
-            f"use at least {MIN_KEY_BYTES} bytes, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
-        )
-    return raw
-
-
 def resolve_keys(secret_key: SecretKey = None) -> list[bytes]:
-    """The keys in force: ``secret_key`` if given, else ``GRAFLOW_SECRET_KEY``.
+    """The keys in force: ``secret_key`` if given, else ``GRAFLOW_SECRET_KEY`` (read and
+    checked with the process's settings, ``graflow.settings``).
 
     The variable may hold comma-separated keys for rotation; the first one signs and
     any verifies. A ``str`` argument is one key (commas included); pass a sequence to
     rotate explicitly. An empty sequence means "no key" even if the variable is set.
     """
-    global _env_cache
     if secret_key is not None:
         if isinstance(secret_key, (str, bytes, bytearray)):
-            return [_check_key(secret_key, "secret_key=")]
-        return [_check_key(k, "secret_key=") for k in secret_key]
-    raw_env = os.environ.get(ENV_VAR)
-    cached_raw, cached_keys = _env_cache
-    if raw_env == cached_raw:
-        return list(cached_keys)
-    # Parse only when the variable changed since the last call (tests and
-    # long-lived processes may change it); the parse itself is cheap anyway.
-    keys = [
-        _check_key(part.strip(), ENV_VAR) for part in (raw_env or "").split(",") if part.strip()
-    ]
-    _env_cache = (raw_env, keys)  # one tuple: readers never see half an update
-    return list(keys)
+            return [check_key(secret_key, "secret_key=")]
+        return [check_key(k, "secret_key=") for k in secret_key]
+    return list(settings.current().secret_keys)
 
 
 def mac(key: bytes, *pieces: bytes | memoryview) -> bytes:

@@ -56,7 +56,12 @@ CRASH_EXIT_CODE = 137
 
 
 def crash_point(name: str) -> None:
-    """Exit the process at once if ``GRAFLOW_CRASH_AT`` names this point."""
+    """Exit the process at once if ``GRAFLOW_CRASH_AT`` names this point.
+
+    The only environment read outside ``graflow.settings``, on purpose: these are test
+    hooks, not settings (never set in production), read where they fire so that a test
+    can arm one in any process without going through a process's settings.
+    """
     armed = os.environ.get("GRAFLOW_CRASH_AT")
     if not armed or name not in armed.split(","):
         return

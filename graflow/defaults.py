@@ -45,3 +45,12 @@ DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 # -- checkpoints ------------------------------------------------------------------------
 #: ``GRAFLOW_CHECKPOINT_DIR``: where relative checkpoint paths go.
 DEFAULT_CHECKPOINT_DIRECTORY = "checkpoints"
+
+# -- outages ----------------------------------------------------------------------------
+#: ``GRAFLOW_REDIS_RETRY_FOR``: seconds a worker retries a run-state update while Redis
+#: is unreachable.
+DEFAULT_REDIS_RETRY_FOR = 60.0
+#: ``GRAFLOW_WORKER_REDIS_WAIT``: seconds a starting worker retries Redis before exit 3.
+DEFAULT_WORKER_REDIS_WAIT = 10.0
+#: ``GRAFLOW_CONCURRENCY``: worker processes per ``graflow worker`` command.
+DEFAULT_CONCURRENCY = 1

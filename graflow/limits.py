@@ -20,21 +20,21 @@ Should Redis still close the connection on a write (a server configured with a l
 ``proto-max-bulk-len``; when the value was over it, the write fails with
 ``ValueTooLargeError`` rather than passing for an outage.
 
-It also holds the poison-task limit (``max_redeliveries``), which the worker sets from its
-``--max-redeliveries`` so that every path that redelivers a task counts against one limit.
+It also holds the poison-task limit (``max_redeliveries``): the worker installs its
+settings (``--max-redeliveries``), so every path that redelivers a task counts against one limit.
 
-This is a ground-floor module: the standard library, ``graflow.defaults`` and
-``graflow.exceptions`` only.
+This is a ground-floor module: the standard library, ``graflow.defaults``,
+``graflow.exceptions`` and ``graflow.settings`` only.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from graflow.defaults import DEFAULT_MAX_REDELIVERIES, DEFAULT_MAX_VALUE_BYTES
-from graflow.exceptions import ConfigError, ValueTooLargeError
+from graflow import settings
+from graflow.defaults import DEFAULT_MAX_VALUE_BYTES
+from graflow.exceptions import ValueTooLargeError
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
@@ -43,7 +43,6 @@ __all__ = [
     "max_redeliveries",
     "max_value_bytes",
     "send_checked",
-    "set_max_redeliveries",
 ]
 
 ENV_VAR = "GRAFLOW_MAX_VALUE_BYTES"
@@ -52,30 +51,13 @@ ENV_VAR = "GRAFLOW_MAX_VALUE_BYTES"
 _MIN_BULK_LEN = 1024 * 1024
 
 T = TypeVar("T")
-_cache: tuple[str | None, int] = (None, DEFAULT_MAX_VALUE_BYTES)
 
 
 def max_value_bytes(env: Mapping[str, str] | None = None) -> int:
-    """``GRAFLOW_MAX_VALUE_BYTES`` (bytes) of ``env`` (default ``os.environ``); unset, empty
-    or 0 means the default (64 MiB). ``ConfigError`` for a value that is not a byte count."""
-    global _cache
-    raw = (os.environ if env is None else env).get(ENV_VAR)
-    cached_raw, cached = _cache
-    if raw == cached_raw:
-        return cached
-    text = (raw or "").strip()
-    try:
-        value = int(text) if text else 0
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(
-            f"{ENV_VAR}={raw!r} is not a number of bytes; set a whole number such as "
-            f"{DEFAULT_MAX_VALUE_BYTES} (0 or unset means the default, {DEFAULT_MAX_VALUE_BYTES})"
-        )
-    limit = value or DEFAULT_MAX_VALUE_BYTES
-    _cache = (raw, limit)
-    return limit
+    """``GRAFLOW_MAX_VALUE_BYTES`` (bytes) of the process's settings (of ``env`` when given);
+    unset, empty or 0 means the default (64 MiB). ``ConfigError`` for a value that is not a
+    byte count."""
+    return (settings.current() if env is None else settings.Settings.from_env(env)).max_value_bytes
 
 
 def check_value_size(key: str, size: int) -> None:
@@ -124,20 +106,7 @@ def _server_bulk_limit(client: Any) -> int | None:
     return None
 
 
-#: The worker's ``--max-redeliveries`` (``set_max_redeliveries``); None outside a worker.
-_max_redeliveries: int | None = None
-
-
-def set_max_redeliveries(limit: int | None) -> None:
-    """Set by the worker from its settings, so every redelivery it decides on (a lost
-    Redis, an unrunnable task, rq's clean-up) uses the same limit as its lost workers."""
-    global _max_redeliveries
-    _max_redeliveries = limit
-
-
 def max_redeliveries() -> int:
-    """The poison-task limit (see docs/failover.md): the worker's ``--max-redeliveries``,
-    else ``GRAFLOW_MAX_REDELIVERIES``, else 3."""
-    if _max_redeliveries is not None:
-        return _max_redeliveries
-    return int(os.environ.get("GRAFLOW_MAX_REDELIVERIES") or DEFAULT_MAX_REDELIVERIES)
+    """The poison-task limit (see docs/failover.md) of the process's settings: a worker's
+    ``--max-redeliveries`` (it installs its settings), else ``GRAFLOW_MAX_REDELIVERIES``, else 3."""
+    return settings.current().max_redeliveries

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from graflow import settings
 from graflow.exceptions import RedisUnavailableError
 
 if TYPE_CHECKING:
@@ -218,13 +218,13 @@ def password_for(descriptor: ConnectionDescriptor, redis_url: str | None = None)
         pw = _url_password(url)
         if pw is not None:
             return pw
-    for var in ("GRAFLOW_REDIS_URL", "REDIS_URL"):
-        env_url = os.environ.get(var)
+    configured = settings.current()
+    for env_url in (configured.redis_url, configured.fallback_redis_url):
         if env_url and _same_server(descriptor, env_url):
             pw = _url_password(env_url)
             if pw is not None:
                 return pw
-    return os.environ.get("REDIS_PASSWORD") or None
+    return configured.redis_password
 
 
 def client_from(
@@ -343,9 +343,10 @@ def wrap_connection_errors(url: str) -> Iterator[None]:
         raise
 
 
-def with_default_password(url: str) -> str:
-    """``url`` with ``REDIS_PASSWORD`` filled in when it names no password itself."""
-    password = os.environ.get("REDIS_PASSWORD")
+def with_default_password(url: str, password: str | None = None) -> str:
+    """``url`` with ``password`` (default: ``REDIS_PASSWORD`` of the process's settings)
+    filled in when it names no password itself."""
+    password = password or settings.current().redis_password
     if not password or not url.startswith(("redis://", "rediss://")):
         return url
     descriptor, existing = parse_redis_url(url)

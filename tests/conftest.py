@@ -87,3 +87,24 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[Any]:
         if keys:
             client.unlink(*keys)
         client.close()
+
+
+@pytest.fixture
+def monkeypatch(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """pytest's ``monkeypatch``, re-reading graflow's settings after every environment
+    change: ``graflow.settings.current()`` reads the environment once and caches it, so a
+    test's ``setenv``/``delenv`` (and their undoing) must be followed by ``reload()``."""
+    from graflow import settings
+
+    for name in ("setenv", "delenv"):
+        change = getattr(monkeypatch, name)
+
+        def changed(*args: Any, _change: Any = change, **kwargs: Any) -> None:
+            _change(*args, **kwargs)
+            settings.reload()
+
+        setattr(monkeypatch, name, changed)
+    settings.reload()
+    yield monkeypatch
+    monkeypatch.undo()
+    settings.reload()

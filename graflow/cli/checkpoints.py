@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
+import click
 
-def register(sub: Any) -> None:
-    cmd = sub.add_parser("checkpoints", help="inspect checkpoints")
-    inner = cmd.add_subparsers(dest="checkpoints_command", metavar="ACTION")
-    ls = inner.add_parser("list", help="list checkpoints in a directory or URL, oldest first")
-    ls.add_argument("location", nargs="?", default=None, help="directory or URL (default: $GRAFLOW_CHECKPOINT_DIR or checkpoints)")
-    ls.add_argument("--json", action="store_true", help="print one JSON array")
-    ls.set_defaults(handler=run_list)
-    cmd.set_defaults(handler=lambda args: (cmd.print_help(), 2)[1])
+from graflow.cli import handler
+from graflow.exit_codes import EXIT_USAGE
 
 
-def run_list(args: argparse.Namespace) -> int:
+@click.group("checkpoints", short_help="inspect checkpoints", help="Inspect checkpoints.",
+             invoke_without_command=True)  # fmt: skip
+@click.pass_context
+def command(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_USAGE)
+
+
+@command.command("list", short_help="list checkpoints in a directory or URL, oldest first",
+                 help="List the checkpoints in LOCATION, a directory or URL (default: $GRAFLOW_CHECKPOINT_DIR "
+                      "or checkpoints), oldest first.")  # fmt: skip
+@click.argument("location", required=False, default=None)
+@click.option("--json", "json_output", is_flag=True, help="print one JSON array")
+@handler
+def run_list(args: Any) -> int:
     from graflow.core.checkpoint import CheckpointManager
 
     found = CheckpointManager.list_checkpoints(args.location)
-    if args.json:
+    if args.json_output:
         print(json.dumps([{"location": loc, **meta.to_dict()} for loc, meta in found], indent=2))
         return 0
     for loc, meta in found:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graflow.cli.common import EXIT_OK, redis_url
 from graflow.cli.submit import wait_and_print
@@ -12,7 +11,7 @@ if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
 
 
-def resume_on_pool(args: argparse.Namespace, graph: TaskGraph | None) -> int:
+def resume_on_pool(args: Any, graph: TaskGraph | None) -> int:
     from graflow.distributed import WorkflowRun
 
     run = WorkflowRun.resume(

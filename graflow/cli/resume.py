@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
+import click
+
+from graflow.cli import handler
 from graflow.cli.common import EXIT_OK, CliError, load_graph, print_result
 
 
-def register(sub: Any) -> None:
-    cmd = sub.add_parser("resume", help="resume a run from a checkpoint")
-    cmd.add_argument("checkpoint", help="checkpoint path or URL (with or without .pkl)")
-    cmd.add_argument("--url", default=None, help="Redis URL (password for Redis-backed runs)")
-    cmd.add_argument("--queue", default=None, help="pool queue to put the pending work on")
-    cmd.add_argument("--local", action="store_true", help="run the rest in this process")
-    cmd.add_argument("--wait", action="store_true", help="wait for the run and print its result")
-    cmd.add_argument("--timeout", type=float, default=None, help="seconds to wait with --wait")
-    cmd.add_argument("--workflow", default=None, help="module:attr re-supplying the graph")
-    cmd.add_argument("--strict-graph", action="store_true", help="refuse a changed graph")
-    cmd.add_argument("--force", action="store_true", help="resume even if the session is still running")
-    cmd.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@click.command("resume", short_help="resume a run from a checkpoint",
+               help="Resume a run from CHECKPOINT, a checkpoint path or URL (with or without .pkl).")  # fmt: skip
+@click.argument("checkpoint")
+@click.option("--url", default=None, help="Redis URL (password for Redis-backed runs)")
+@click.option("--queue", default=None, help="pool queue to put the pending work on")
+@click.option("--local", is_flag=True, help="run the rest in this process")
+@click.option("--wait", is_flag=True, help="wait for the run and print its result")
+@click.option("--timeout", type=float, default=None, help="seconds to wait with --wait")
+@click.option("--workflow", default=None, help="module:attr re-supplying the graph")
+@click.option("--strict-graph", is_flag=True, help="refuse a changed graph")
+@click.option("--force", is_flag=True, help="resume even if the session is still running")
+@handler
+def command(args: Any) -> int:
     graph = load_graph(args.workflow) if args.workflow else None
     if args.local:
         from graflow.core.checkpoint import CheckpointManager

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import time
 from typing import Any
 
+import click
+
+from graflow.cli import handler
 from graflow.cli.common import EXIT_OK, key_prefix, redis_url
-
-
-def register(sub: Any) -> None:
-    cmd = sub.add_parser("status", help="show the state of a pooled run")
-    cmd.add_argument("session", help="session id (printed by submit)")
-    cmd.add_argument("--url", default=None)
-    cmd.add_argument("--prefix", default=None)
-    cmd.add_argument("--json", action="store_true", help="print the status as JSON (no events)")
-    cmd.add_argument("--watch", action="store_true", help="refresh every second until the run ends")
-    cmd.set_defaults(handler=run)
 
 
 def _when(ts: float | None) -> str:
@@ -52,7 +44,15 @@ def render(run: Any, status: Any) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+@click.command("status", short_help="show the state of a pooled run",
+               help="Show the state of the pooled run SESSION (the session id printed by submit).")  # fmt: skip
+@click.argument("session")
+@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
+@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@click.option("--json", "json_output", is_flag=True, help="print the status as JSON (no events)")
+@click.option("--watch", is_flag=True, help="refresh every second until the run ends")
+@handler
+def command(args: Any) -> int:
     from graflow.distributed import WorkflowRun
     from graflow.distributed.outage import RedisOutage
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     while True:
         try:
             status = handle.status()
-            text = json.dumps(status.to_dict(), sort_keys=True) if args.json else render(handle, status)
+            text = json.dumps(status.to_dict(), sort_keys=True) if args.json_output else render(handle, status)
         except Exception as exc:
             if not args.watch:
                 raise
@@ -74,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
         if not args.watch or status.done:
             return EXIT_OK
         time.sleep(1.0)
-        if not args.json:
+        if not args.json_output:
             print()

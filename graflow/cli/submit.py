@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
+import click
+
+from graflow.cli import handler
 from graflow.cli.common import (
     EXIT_CANCELED,
     EXIT_FAILED,
@@ -18,20 +20,6 @@ from graflow.cli.common import (
     print_result,
     redis_url,
 )
-
-
-def register(sub: Any) -> None:
-    cmd = sub.add_parser("submit", help="submit a workflow to the worker pool")
-    cmd.add_argument("target", metavar="module:attr", help="a WorkflowContext, TaskGraph or a function returning one")
-    cmd.add_argument("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-    cmd.add_argument("--queue", default=None, help="queue the workers serve (default: the first name in $GRAFLOW_QUEUE, else the prefix)")
-    cmd.add_argument("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
-    cmd.add_argument("--start-node", default=None, help="task to start from (default: the single start candidate)")
-    cmd.add_argument("--max-steps", type=int, default=10000)
-    cmd.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="initial channel value")
-    cmd.add_argument("--wait", action="store_true", help="wait for the run and print its result")
-    cmd.add_argument("--timeout", type=float, default=None, help="seconds to wait with --wait")
-    cmd.set_defaults(handler=run)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -67,7 +55,21 @@ def wait_and_print(run: Any, timeout: float | None) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
+@click.command("submit", short_help="submit a workflow to the worker pool",
+               help="Submit the workflow TARGET (module:attr: a WorkflowContext, TaskGraph or a function "
+                    "returning one) to the worker pool; it prints the session id.")  # fmt: skip
+@click.argument("target", metavar="module:attr")
+@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
+@click.option("--queue", default=None,
+              help="queue the workers serve (default: the first name in $GRAFLOW_QUEUE, else the prefix)")
+@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@click.option("--start-node", default=None, help="task to start from (default: the single start candidate)")
+@click.option("--max-steps", type=int, default=10000, show_default=True, help="the run's step limit")
+@click.option("--set", "sets", multiple=True, metavar="KEY=JSON", help="initial channel value; repeatable")
+@click.option("--wait", is_flag=True, help="wait for the run and print its result")
+@click.option("--timeout", type=float, default=None, help="seconds to wait with --wait")
+@handler
+def command(args: Any) -> int:
     from graflow.distributed import submit
 
     graph = load_graph(args.target)
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         graph,
         redis_url(args.url),
         queue=args.queue or default_queue(prefix),
-        initial_channel=parse_sets(args.set),
+        initial_channel=parse_sets(list(args.sets)),
         start_node=args.start_node,
         max_steps=args.max_steps,
         key_prefix=prefix,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from graflow import settings
 from graflow.codec import SecretKey
 from graflow.core.checkpoint_meta import CheckpointMetadata, load_pickle, read_part, sha256_hex
 from graflow.core.checkpoint_schema import SCHEMA_MAJOR, MetaDoc, StateDoc
@@ -269,7 +270,7 @@ def list_checkpoints(location: str | None) -> list[tuple[str, CheckpointMetadata
 
     store = open_directory(location)
     if store.kind == "file":
-        root = location or os.environ.get("GRAFLOW_CHECKPOINT_DIR") or "checkpoints"
+        root = location or settings.current().checkpoint_dir
         root = root[len("file://") :] if root.startswith("file://") else root
         if not os.path.isdir(root):
             raise CheckpointNotFoundError(

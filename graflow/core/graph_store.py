@@ -9,12 +9,11 @@ no TTL at all until the run ends (``graflow.distributed.liveness``).
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from graflow import keys
+from graflow import keys, settings
 from graflow.codec import Purpose, SecretKey, loads, pickle_payload, seal
 from graflow.defaults import DEFAULT_GRAPH_TTL
 from graflow.exceptions import GraflowRuntimeError, SerializationError
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def graph_ttl() -> int:
-    return int(os.environ.get("GRAFLOW_GRAPH_TTL", DEFAULT_GRAPH_TTL))
+    return settings.current().graph_ttl
 
 
 #: graph hash -> whether its pickle holds code by value (recent graphs only). The flag is

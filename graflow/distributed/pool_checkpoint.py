@@ -9,12 +9,12 @@ folded into the group's own activation: the whole group runs again on resume.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from graflow import settings
 from graflow.core.checkpoint_schema import SCHEMA_VERSION, BackendInfo, PendingEntry, StateDoc
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode
@@ -109,7 +109,7 @@ def write_snapshot_checkpoint(
     from graflow.storage import open_directory, open_location
 
     steps = int(snap.get("steps") or 0)
-    target = path or os.environ.get("GRAFLOW_CHECKPOINT_DIR") or None
+    target = path or settings.current().checkpoint_dir
     if path:
         store, base = open_location(path)
     else:

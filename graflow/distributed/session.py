@@ -6,14 +6,13 @@ Its keys are listed in docs/keys.md.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
 
 import msgspec
 
-from graflow import keys
+from graflow import keys, settings
 from graflow.defaults import DEFAULT_SESSION_TTL
 from graflow.distributed import liveness, scripts
 from graflow.limits import send_checked
@@ -27,7 +26,7 @@ _json = msgspec.json.Encoder()
 
 
 def session_ttl() -> int:
-    return int(os.environ.get("GRAFLOW_SESSION_TTL", DEFAULT_SESSION_TTL))
+    return settings.current().session_ttl
 
 
 def _script(client: Any, name: str) -> Any:
@@ -40,25 +39,31 @@ def _script(client: Any, name: str) -> Any:
     return script
 
 
-#: How long a worker keeps retrying a session step while Redis is unreachable. Steps
-#: are idempotent (first commit wins), so retrying cannot apply one twice.
-RETRY_FOR = float(os.environ.get("GRAFLOW_REDIS_RETRY_FOR", "60"))
-
-
 def with_retry(fn: Any, what: str) -> Any:
-    """Call ``fn`` until Redis answers (exponential backoff up to ``RETRY_FOR`` seconds)."""
+    """Call ``fn`` until Redis answers: redis-py's ``Retry`` with exponential back-off
+    (0.05 s doubling up to 2 s) for up to ``GRAFLOW_REDIS_RETRY_FOR`` seconds (60), after
+    which the last connection error is raised. Steps are idempotent (first commit wins),
+    so retrying cannot apply one twice."""
     import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
 
-    delay, deadline = 0.05, time.monotonic() + RETRY_FOR
-    while True:
-        try:
-            return fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("%s: Redis unreachable (%s); retrying in %.2fs", what, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    backoff = ExponentialBackoff(cap=2.0, base=0.025)  # compute(n) = 0.025 * 2**n: 0.05 first
+    deadline = time.monotonic() + settings.current().redis_retry_for
+    failures = 0
+
+    def fail(exc: Exception) -> None:
+        # Called before each back-off: the retry stops (re-raising) once the next
+        # attempt would start past the deadline.
+        nonlocal failures
+        failures += 1
+        delay = backoff.compute(failures)
+        if time.monotonic() + delay > deadline:
+            raise exc
+        logger.warning("%s: Redis unreachable (%s); retrying in %.2fs", what, exc, delay)
+
+    retry = Retry(backoff, -1, (redis.ConnectionError, redis.TimeoutError))
+    return retry.call_with_retry(fn, fail)
 
 
 def _decode(raw: Any) -> dict[str, Any]:

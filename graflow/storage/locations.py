@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 
+from graflow import settings
 from graflow.defaults import DEFAULT_CHECKPOINT_DIRECTORY
 from graflow.exceptions import CheckpointError, UnsupportedCheckpointLocationError
 from graflow.redisconn import mask_url
@@ -94,7 +95,7 @@ def open_directory(location: str | os.PathLike[str] | None = None) -> Checkpoint
     """A store rooted at a directory/URL, for auto naming and listing. None → env
     GRAFLOW_CHECKPOINT_DIR or "checkpoints" (relative to CWD)."""
     if location is None:
-        location = os.environ.get("GRAFLOW_CHECKPOINT_DIR") or DEFAULT_DIRECTORY
+        location = settings.current().checkpoint_dir
     text = _as_text(location)
     scheme = scheme_of(text)
     if scheme is None or scheme == "file":

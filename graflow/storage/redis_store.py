@@ -13,12 +13,12 @@ server, then ``REDIS_PASSWORD``), so printed locations can be used again.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
+from graflow import settings
 from graflow.crash import crash_point
-from graflow.exceptions import CheckpointError, ConfigError, UnsupportedCheckpointLocationError
+from graflow.exceptions import CheckpointError, UnsupportedCheckpointLocationError
 from graflow.redisconn import (
     ConnectionDescriptor,
     client_from,
@@ -47,19 +47,7 @@ _MASK = "***"
 
 def checkpoint_ttl() -> int | None:
     """Seconds from ``GRAFLOW_CHECKPOINT_TTL``, or ``None`` (keys never expire)."""
-    raw = os.environ.get("GRAFLOW_CHECKPOINT_TTL", "").strip()
-    if not raw:
-        return None
-    try:
-        ttl = int(raw)
-    except ValueError:
-        ttl = 0
-    if ttl <= 0:
-        raise ConfigError(
-            f"GRAFLOW_CHECKPOINT_TTL={raw!r} is not a positive whole number of seconds; "
-            "set it to e.g. 86400, or unset it to keep checkpoint keys without expiry"
-        )
-    return ttl
+    return settings.current().checkpoint_ttl
 
 
 def _glob_escape(text: str) -> str:

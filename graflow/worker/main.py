@@ -14,14 +14,17 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from graflow.cli.common import CliError, exit_code_for, fail
+from graflow.exit_codes import CliError, exit_code_for, fail
 from graflow.keys import DEFAULT_PREFIX
 from graflow.redisconn import build_url
+from graflow.settings import Settings, environ
 from graflow.worker.settings import WorkerSettings
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    env = os.environ if env is None else env
+    """The upstream flags; their defaults are upstream's variables of ``env`` (default: the
+    process environment, ``graflow.settings.environ``)."""
+    env = environ() if env is None else env
     p = argparse.ArgumentParser(
         prog="python -m graflow.worker.main",
         description="Run a graflow worker (upstream-compatible flags; see also `graflow worker`).",
@@ -87,10 +90,12 @@ def settings_from_args(
     args: argparse.Namespace, env: Mapping[str, str] | None = None
 ) -> WorkerSettings:
     """Translate upstream flags: a URL variable beats host/port/db; the prefix is also the queue."""
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
+    configured = Settings.from_env(env, prefix=args.redis_key_prefix, queues=[args.redis_key_prefix],
+                                   concurrency=args.max_concurrent_tasks)  # fmt: skip
     url = (
-        env.get("GRAFLOW_REDIS_URL")
-        or env.get("REDIS_URL")
+        configured.redis_url
+        or configured.fallback_redis_url
         or build_url(args.redis_host, args.redis_port, args.redis_db)
     )
     return WorkerSettings.from_env_and_args(

@@ -28,36 +28,17 @@ from graflow.defaults import (
     DEFAULT_RESTART_BACKOFF,
     DEFAULT_RESTART_BACKOFF_MAX,
 )
-from graflow.exceptions import ConfigError
 
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """The numbers of the restart policy (see the module docstring)."""
+    """The numbers of the restart policy (see the module docstring), checked by
+    ``graflow.settings.Settings``."""
 
     backoff: float = DEFAULT_RESTART_BACKOFF
     backoff_max: float = DEFAULT_RESTART_BACKOFF_MAX
     deaths: int = DEFAULT_CRASH_LOOP_DEATHS
     window: float = DEFAULT_CRASH_LOOP_WINDOW
-
-    @classmethod
-    def checked(cls, first: float, top: float, count: float, span: float) -> RestartPolicy:
-        """The policy from parsed settings (``WorkerSettings`` reads flags and variables);
-        ``ConfigError`` if the numbers are unusable."""
-        if not 0 <= first <= top:
-            raise ConfigError(
-                f"--restart-backoff {first:g} / --restart-backoff-max {top:g} are invalid; "
-                "use 0 or more seconds, the first no larger than the maximum"
-            )
-        if count < 1 or count != int(count):
-            raise ConfigError(
-                f"--crash-loop-deaths {count:g} is invalid; use a whole number, 1 or more"
-            )
-        if not span > 0:
-            raise ConfigError(
-                f"--crash-loop-window {span:g} is invalid; use a number of seconds above 0"
-            )
-        return cls(backoff=first, backoff_max=top, deaths=int(count), window=span)
 
 
 @dataclass

@@ -19,15 +19,17 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from graflow.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REDIS, EXIT_USAGE, CliError
+from graflow.defaults import DEFAULT_WORKER_REDIS_WAIT
 from graflow.exceptions import RedisUnavailableError
+from graflow.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_REDIS, EXIT_USAGE, CliError
 from graflow.redisconn import wrap_connection_errors
+from graflow.settings import use as use_settings
 from graflow.worker.settings import WorkerSettings
 
 log = logging.getLogger("graflow.worker")
 
 #: Seconds to keep retrying Redis at start-up; ``GRAFLOW_WORKER_REDIS_WAIT`` overrides.
-REDIS_WAIT = 10.0
+REDIS_WAIT = DEFAULT_WORKER_REDIS_WAIT
 _FIX = "start Redis there or point --url/GRAFLOW_REDIS_URL at a running server (check host, port, password and TLS)"
 _URL_PASSWORD = re.compile(r"((?:rediss?|unix)://[^:/@\s]*:)[^@\s]+@")
 
@@ -126,12 +128,16 @@ def ping(settings: WorkerSettings) -> None:
 def wait_for_redis(
     settings: WorkerSettings, timeout: float | None = None, pending: list[int] | None = None
 ) -> bool:
-    """PING until Redis answers (True) or ``timeout`` (10 s) passes (``CliError``, exit 3).
+    """PING until Redis answers (True) or ``timeout`` (``GRAFLOW_WORKER_REDIS_WAIT``, 10 s)
+    passes (``CliError``, exit 3).
 
-    Wrong credentials fail at once; a stop signal while waiting returns False.
+    Wrong credentials fail at once; a stop signal while waiting returns False. A loop of
+    its own rather than redis-py's ``Retry``: a stop signal ends the wait with a result
+    (False) instead of an error, only an unreachable server (not refused credentials) is
+    retried, and the last pause is cut to the deadline, none of which ``Retry`` expresses.
     """
     if timeout is None:
-        timeout = float(os.environ.get("GRAFLOW_WORKER_REDIS_WAIT", REDIS_WAIT))
+        timeout = settings.settings.worker_redis_wait
     deadline = time.monotonic() + timeout
     warned = False
     while True:
@@ -183,12 +189,11 @@ def record_signals() -> PendingSignals:
 def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = None) -> int:
     """Run one ``GraflowWorker`` in this process until it stops; returns the exit code."""
     from graflow.core.timeout import set_default_timeout
-    from graflow.limits import set_max_redeliveries
     from graflow.worker.rq_worker import GraflowWorker
 
     pending = record_signals() if pending is None else pending
     set_default_timeout(settings.task_timeout)  # read by every pooled attempt (PoolEngine)
-    set_max_redeliveries(settings.max_redeliveries)  # one limit for every redelivery path
+    use_settings(settings.settings)  # one redelivery limit, TTLs ... for every library call
     connection = settings.connect()
     try:
         with wrap_connection_errors(settings.url):
@@ -259,6 +264,7 @@ def register_queues(connection: Any, queues: Iterable[Any]) -> None:
 def run(settings: WorkerSettings) -> int:
     """The whole worker command: checks, imports, Redis, then one worker or a supervisor."""
     pending = record_signals()
+    use_settings(settings.settings)  # inherited by the forked worker processes
     configure_logging(settings)
     check_secret_key()
     import_modules(settings.imports)

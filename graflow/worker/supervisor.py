@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from graflow.cli.common import (
+from graflow.exit_codes import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REDIS,

@@ -135,7 +135,21 @@ def _graflow_lines() -> list[str]:
 
 def test_documented_graflow_commands_parse() -> None:
     """Every `graflow …` line in a shell block uses a real command and real flags."""
-    from graflow.cli import build_parser
+    import click
+
+    from graflow.cli import cli
+
+    def parse(argv: list[str]) -> None:
+        """Parse ``graflow argv`` down to its last subcommand, running nothing."""
+        command: click.Command = cli
+        ctx = click.Context(cli, info_name="graflow")
+        rest = click.Command.parse_args(command, ctx, argv)
+        while isinstance(command, click.Group) and rest:
+            _name, sub, rest = command.resolve_command(ctx, rest)
+            assert sub is not None
+            command, ctx = sub, click.Context(sub, parent=ctx, info_name=_name)
+            rest = click.Command.parse_args(command, ctx, rest)
+        assert not rest, f"unexpected arguments {rest}"
 
     lines = _graflow_lines()
     assert {ln.split()[1] for ln in lines} >= {"worker", "submit", "checkpoints", "resume", "status"}
@@ -143,8 +157,8 @@ def test_documented_graflow_commands_parse() -> None:
     for line in lines:
         argv = [re.sub(r"<[^>]+>", "x", a) for a in shlex.split(line)[1:]]
         try:
-            build_parser().parse_args(argv)
-        except SystemExit as exc:
+            parse(argv)
+        except (click.ClickException, AssertionError) as exc:
             raise AssertionError(f"README command does not parse: {line}") from exc
 
 

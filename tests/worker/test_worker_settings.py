@@ -104,17 +104,16 @@ def test_queue_concurrency_and_heartbeat_from_env() -> None:
 
 def test_cli_reads_queue_and_concurrency_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """``graflow worker`` with no flags, as the container's ENTRYPOINT runs it."""
-    from graflow.cli import build_parser
+    from graflow.cli import main
     from graflow.cli.common import default_queue
 
     captured: list[WorkerSettings] = []
-    monkeypatch.setattr("graflow.worker.runner.run", captured.append)
+    monkeypatch.setattr("graflow.worker.runner.run", lambda s: captured.append(s) or 0)
     monkeypatch.setenv("GRAFLOW_QUEUE", "jobs,spare")
     monkeypatch.setenv("GRAFLOW_CONCURRENCY", "2")
     monkeypatch.setenv("GRAFLOW_HEARTBEAT", "4")
     monkeypatch.setenv("GRAFLOW_KEY_PREFIX", "kp")
-    args = build_parser().parse_args(["worker"])
-    args.handler(args)
+    assert main(["worker"]) == 0
     (s,) = captured
     assert s.queues == ("jobs", "spare") and s.concurrency == 2 and s.heartbeat == 4.0
     assert s.prefix == "kp"
