@@ -81,9 +81,9 @@ def cli(ctx: click.Context, version: bool, log_level: str) -> None:
         level=getattr(logging, level, logging.WARNING), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if version:
-        import graflow
+        from graflow.version import package_version
 
-        click.echo(graflow.__version__)
+        click.echo(package_version())
         ctx.exit(0)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help(), err=True)
