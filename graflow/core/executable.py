@@ -185,6 +185,11 @@ def link(left: Executable, right: Executable) -> SequentialTask:
     return SequentialTask([*parts, right])
 
 
+def _is_connection(value: object) -> bool:
+    """A redis-py client, pool or connection: things that hold sockets and locks."""
+    return type(value).__module__.split(".")[0] == "redis"
+
+
 class ParallelGroup(Executable):
     """A group node; its members are in ``tasks`` and are not linked to it by edges."""
 
@@ -196,6 +201,7 @@ class ParallelGroup(Executable):
         self.policy: GroupExecutionPolicy = StrictGroupPolicy()
         self.backend: CoordinationBackend = CoordinationBackend.THREADING
         self.backend_config: dict[str, Any] = {}
+        self._backend_client: Any = None
         if wf is not None:
             self._register(wf)
 
@@ -241,10 +247,26 @@ class ParallelGroup(Executable):
         if backend is not None:
             self.backend = CoordinationBackend.parse(backend)
         if backend_config is not None:
-            self.backend_config = dict(backend_config)
+            config = dict(backend_config)
+            # A live connection (upstream documents passing "redis_client") stays in this
+            # process: the group's pickle — sent to workers, kept in checkpoints — holds
+            # none. Workers connect on their own; here the coordinator uses it.
+            live = {k: config.pop(k) for k in list(config) if _is_connection(config[k])}
+            self.backend_config = config
+            self._backend_client = live.get("redis_client") or next(iter(live.values()), None)
         if policy is not None:
             self.policy = resolve_policy(policy)
         return self
+
+    @property
+    def backend_client(self) -> Any:
+        """The Redis client given in ``backend_config`` (this process only; None after a pickle)."""
+        return self._backend_client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_backend_client", None)
+        return state
 
     def _append(self, x: Executable) -> None:
         self._sources.append(x)
@@ -256,6 +278,8 @@ class ParallelGroup(Executable):
 
     def __repr__(self) -> str:
         return f"ParallelGroup({self._task_id!r}, {self.member_ids})"
+
+    _backend_client: Any = None  # what an unpickled group (which never holds one) reads
 
 
 def _has_edges(group: ParallelGroup, wf: WorkflowContext) -> bool:

@@ -29,13 +29,17 @@ logger = logging.getLogger("graflow.coordination")
 REPORT_EVERY = 30.0
 
 
-def _client(ctx: ExecutionContext, config: dict[str, Any]) -> tuple[Any, str]:
+def _client(ctx: ExecutionContext, config: dict[str, Any], given: Any = None) -> tuple[Any, str]:
+    """The client to coordinate with: the one given to ``with_execution`` (any
+    ``decode_responses``: a binary twin is derived), its connection settings, else the
+    run's channel's own."""
     from graflow.redisconn import client_from
 
     prefix = str(config.get("key_prefix") or getattr(ctx.channel, "namespace", None) or keys.DEFAULT_PREFIX)
-    if config.get("redis_client") is not None or config.get("url") or config.get("host"):
+    given = given if given is not None else config.get("redis_client")
+    if given is not None or config.get("url") or config.get("host"):
         client = client_from(
-            redis_client=config.get("redis_client"), url=config.get("url"),
+            redis_client=given, url=config.get("url"),
             host=config.get("host", "localhost"), port=int(config.get("port", 6379)), db=int(config.get("db", 0)),
         )  # fmt: skip
     else:
@@ -57,7 +61,7 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
             f"{ctx.channel_backend!r}: workers could not see its data — run with channel_backend='redis'"
         )
     config = dict(group.backend_config)
-    client, prefix = _client(ctx, config)
+    client, prefix = _client(ctx, config, group.backend_client)
     queue = str(config.get("queue") or prefix)
     timeout = config.get("timeout")
     from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id

@@ -15,12 +15,17 @@ from graflow.core.workflow import WorkflowContext
 
 
 def pid_group(
-    prefix: str, queue: str | None = None, timeout: float | None = None, backend: str = "redis"
+    prefix: str, queue: str | None = None, timeout: float | None = None, backend: str = "redis",
+    redis_client: Any = None,
 ) -> WorkflowContext:
-    """head >> (m1 | m2 | m3 on the pool) >> tail, for an in-process run on a Redis channel."""
+    """head >> (m1 | m2 | m3 on the pool) >> tail, for an in-process run on a Redis channel.
+
+    ``redis_client`` goes into ``backend_config`` as upstream documents it."""
     from graflow import parallel
 
     config: dict[str, Any] = {"key_prefix": prefix, "queue": queue or prefix}
+    if redis_client is not None:
+        config["redis_client"] = redis_client
     if timeout is not None:
         config["timeout"] = timeout
     with workflow("pid_group") as wf:

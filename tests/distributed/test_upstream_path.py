@@ -66,6 +66,29 @@ def test_group_members_run_on_the_pool(pool: DistPool, client: Any) -> None:
     assert state_keys and all(client.ttl(n) > 0 for n in state_keys)
 
 
+@pytest.mark.parametrize("decode", [True, False], ids=["decode_responses", "binary"])
+def test_a_group_given_a_redis_client_as_upstream_documents_it(pool: DistPool, redis_url: str, decode: bool) -> None:
+    # with_execution(backend=REDIS, backend_config={"redis_client": r, "key_prefix": p}),
+    # with the run's channel on the same client: either kind of client works, and the
+    # client never travels (the graph the workers load, and any pickle of it, has none).
+    import cloudpickle
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=decode)
+    try:
+        wf = groupflows.pid_group(pool.prefix, redis_client=r)
+        group = wf.graph.get_node("ParallelGroup_1")
+        assert group.backend_client is r and "redis_client" not in group.backend_config
+        assert cloudpickle.loads(cloudpickle.dumps(group)).backend_client is None
+        ctx = _redis_ctx(wf.graph, r, pool.prefix)
+        assert WorkflowEngine().execute(ctx) == ["head", "m1", "m2", "m3", "tail"]
+        members = {dict(ctx.channel.get("pids"))[m] for m in ("m1", "m2", "m3")}
+        assert members <= pool.worker_pids()
+        assert [ctx.get_result(m) for m in ("m1", "m2", "m3")] == ["m1", "m2", "m3"]
+    finally:
+        r.close()
+
+
 @pytest.mark.parametrize("best_effort", [False, True], ids=["strict", "best_effort"])
 def test_failed_member_on_the_pool_is_judged_like_in_process(pool: DistPool, client: Any, best_effort: bool) -> None:
     from graflow.exceptions import ParallelGroupError
