@@ -1,12 +1,18 @@
-"""Pool throughput: a 200-task fan-out and a 200-step chain on 1 and 2 workers, plus raw rq.
+"""Pool throughput: a 200-task fan-out and a 200-step chain on 1 and 2 workers, plus raw rq;
+then graflow's lean bookkeeping against rq's own job path.
 
-    python benchmarks/distributed.py [--runs 5] [--tasks 200]
+    python benchmarks/distributed.py [--runs 5] [--tasks 200] [--paths-jobs 1000]
 
 Starts its own Redis and ``graflow worker`` processes. The baseline is rq itself
 running the same number of no-op jobs on the same number of in-process
 (``SimpleWorker``) workers, enqueued in one batch with rq's defaults, in the same run.
 Targets on 2 cores: fan-out with 2 workers >= 600 tasks/s and >= the raw rq
 baseline; chain <= 3 ms per hop.
+
+``rq_paths`` (``_rq_paths.py``): the same no-op jobs through rq's ``SimpleWorker``,
+through ``GraflowWorker`` with its lean steps off, and through graflow's lean path, in
+this process: jobs/s and Redis round trips per job, the numbers that justify graflow
+re-doing rq's job writes (docs/rq.md). ``--paths-jobs 0`` skips it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import PrivateRedis, emit
+from _rq_paths import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,12 +128,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--paths-jobs", type=int, default=1000, help="jobs per run of the rq path comparison")
+    parser.add_argument("--skip-pool", action="store_true", help="only the rq path comparison")
     args = parser.parse_args()
     n = args.tasks
     results: dict[str, Any] = {"runs": args.runs, "tasks": n}
     fan_tasks = n + 3  # source, members, the group node, sink
     with PrivateRedis() as server:
-        for workers in (1, 2):
+        for workers in () if args.skip_pool else (1, 2):
             queue = f"bench{workers}"
             procs = start_workers(server.url, queue, workers)
             try:
@@ -149,6 +158,8 @@ def main() -> None:
                 "raw_rq_jobs_per_s": round(n / t_raw, 1),
                 "fanout_vs_raw_rq": round((fan_tasks / t_fan) / (n / t_raw), 2),
             }
+        if args.paths_jobs > 0:
+            results["rq_paths"] = compare(server.url, args.paths_jobs, args.runs)
     emit("distributed", results)
 
 

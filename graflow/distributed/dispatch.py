@@ -28,7 +28,7 @@ _queues_lock = threading.Lock()
 
 
 def _callback() -> Any:
-    from rq.job import Callback
+    from graflow.distributed.rqapi import Callback
 
     return Callback(ABANDONED_CALLBACK)
 
@@ -46,8 +46,7 @@ def rq_queue(connection: Any, name: str) -> Any:
     cache = client_cache(connection, "rq_queues")
     queue = cache.get(name)
     if queue is None:
-        from rq import Queue
-        from rq.serializers import JSONSerializer
+        from graflow.distributed.rqapi import JSONSerializer, Queue
 
         with _queues_lock:
             queue = cache.get(name)
@@ -65,8 +64,7 @@ def enqueue(
     skip_existing: bool = False,
 ) -> list[str]:
     """Create one rq job per spec (delayed ones via rq's scheduler); returns the job ids."""
-    from rq.job import Job
-
+    from graflow.distributed.rqapi import Job
     from graflow.distributed.session import session_ttl
 
     items = [s if isinstance(s, TaskSpec) else decode(s) for s in specs]
@@ -95,7 +93,7 @@ def enqueue(
             when = _dt.datetime.fromtimestamp(spec.not_before, tz=_dt.timezone.utc)
             queue.schedule_job(job, when, pipeline=pipe)
         else:
-            queue._enqueue_job(job, pipeline=pipe)
+            queue.enqueue_job(job, pipeline=pipe)  # no dependencies: no extra round trip
         ids.append(job.id)
     if pipeline is None:
         pipe.execute()
@@ -110,7 +108,7 @@ def drop(connection: Any, specs: Iterable[TaskSpec | str | bytes]) -> list[str]:
     TTL, so rq would keep it forever. A job a worker already took is left alone; it
     runs, its ``START`` step finds the run over, and it skips.
     """
-    from rq.job import Job
+    from graflow.distributed.rqapi import Job
 
     dropped = []
     for item in specs:

@@ -176,7 +176,7 @@ def _abandon(store: Any, group_run: str) -> None:
 
 
 def _workers(client: Any) -> list[str]:
-    from rq import Worker
+    from graflow.distributed.rqapi import Worker
 
     return [w.name for w in Worker.all(connection=client)]
 

@@ -57,10 +57,7 @@ class DistributedTaskQueue(TaskQueue):
         The rq job is consumed: its hash is deleted (a queued job's hash has no TTL).
         Returns None when the queue is empty.
         """
-        from rq.exceptions import NoSuchJobError
-        from rq.job import Job
-        from rq.serializers import JSONSerializer
-
+        from graflow.distributed.rqapi import Job, JSONSerializer, NoSuchJobError
         from graflow.distributed.spec import decode
 
         while True:

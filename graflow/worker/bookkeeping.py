@@ -23,32 +23,36 @@ retries, repeats, group jobs and jobs that keep a result take rq's own paths.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from rq.executions import Execution, ExecutionRegistry
-from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job, JobStatus, _job_stack
-from rq.registry import StartedJobRegistry
-from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import as_text, current_timestamp, now, utcformat
-from rq.worker import WorkerStatus
+from graflow.distributed.rqapi import Job, JobStatus, WorkerStatus, compat, layout
+from graflow.distributed.rqapi.compat import LeanJob
+from graflow.distributed.rqapi.layout import (
+    WORKERS_SUSPENDED,
+    Execution,
+    ExecutionRegistry,
+    now,
+    utcformat,
+)
 
 if TYPE_CHECKING:
-    from rq.queue import Queue
-
+    from graflow.distributed.rqapi import Queue
     from graflow.worker.rq_worker import GraflowWorker
 
 #: Execution hash key prefix (``Execution.key`` is ``rq:execution:{job_id}:{execution_id}``).
-_EXECUTION_PREFIX = "rq:execution:"
+_EXECUTION_PREFIX = layout.EXECUTION_PREFIX
 
 # KEYS: the queue keys, in priority order. ARGV: 1 job key prefix, 2 started-registry
 # key prefix, 3 execution id, 4 execution key prefix, 5 executions-registry key prefix,
 # 6 bookkeeping TTL, 7 executions-registry score, 8 lease seconds, 9 worker key, 10 worker
 # name, 11 now (rq's text timestamp), 12 now (unix seconds), 13 "1" to PERSIST the job
 # hash, 14 the busy state, 15 the started status, 16 the leases key, 17 rq's started-registry
-# score for other jobs. A graflow job (id ``gf-…``) gets its lease on the Redis clock
-# (``graflow.worker.leases``) and a started-registry entry that rq's clean-up never expires.
+# score for other jobs, 18 rq 3's executions index of the worker ("" on rq 2, which
+# writes the worker hash's current_job fields instead). A graflow job (id ``gf-…``) gets
+# its lease on the Redis clock (``graflow.worker.leases``) and a started-registry entry
+# that rq's clean-up never expires.
 # Pops the first waiting job of the first non-empty queue and starts it as rq's
 # prepare_execution + prepare_job_execution would (same keys, fields and values); ids
 # whose job hash is gone are dropped, as rq's dequeue drops them. Returns
@@ -69,6 +73,11 @@ for _, queue in ipairs(KEYS) do
       local executions = ARGV[5] .. id
       redis.call('HSET', execution, 'id', ARGV[3], 'created_at', ARGV[12],
                  'last_heartbeat', ARGV[12], 'worker_name', ARGV[10])
+      if ARGV[18] ~= '' then
+        redis.call('HSET', execution, 'job_id', id)
+        redis.call('SADD', ARGV[18], composite)
+        redis.call('EXPIRE', ARGV[18], ttl + 60)
+      end
       redis.call('EXPIRE', execution, ttl)
       redis.call('ZADD', executions, ARGV[7], ARGV[3])
       redis.call('EXPIRE', executions, ttl + 60)
@@ -79,8 +88,12 @@ for _, queue in ipairs(KEYS) do
       else
         redis.call('ZADD', ARGV[2] .. origin, ARGV[17], composite)
       end
-      redis.call('HSET', ARGV[9], 'state', ARGV[14], 'current_job', id,
-                 'current_job_working_time', 0, 'last_heartbeat', ARGV[11])
+      if ARGV[18] == '' then
+        redis.call('HSET', ARGV[9], 'state', ARGV[14], 'current_job', id,
+                   'current_job_working_time', 0, 'last_heartbeat', ARGV[11])
+      else
+        redis.call('HSET', ARGV[9], 'state', ARGV[14], 'last_heartbeat', ARGV[11])
+      end
       redis.call('EXPIRE', ARGV[9], ttl)
       redis.call('HSET', job, 'last_heartbeat', ARGV[11], 'status', ARGV[15],
                  'started_at', ARGV[11], 'worker_name', ARGV[10])
@@ -120,7 +133,8 @@ return 1
 
 # KEYS: 1 job, 2 dependents, 3 dependencies, 4 started registry, 5 execution registry,
 # 6 worker, 7 rq:suspended, 8 the leases. ARGV: 1 job id, 2 this execution's id ("" if none),
-# 3 seconds worked, 4 execution key prefix, 5 worker state to set ("" for none).
+# 3 seconds worked, 4 execution key prefix, 5 worker state to set ("" for none), 6 rq 3's
+# executions index of the worker ("" on rq 2).
 # Returns -1 when rq's own path must run instead (nothing done: the job has dependents
 # to enqueue, or was moved out of "started", e.g. canceled, and sits in another
 # registry), else 0/1 for "workers are suspended" (``rq suspend``), read in the same step.
@@ -141,6 +155,9 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[4], composite)
   redis.call('ZREM', KEYS[8], composite)
   redis.call('DEL', ARGV[4] .. composite)
+  if ARGV[6] ~= '' then
+    redis.call('SREM', ARGV[6], composite)
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
 redis.call('HINCRBY', KEYS[6], 'successful_job_count', 1)
@@ -153,21 +170,8 @@ return redis.call('EXISTS', KEYS[7])
 """
 
 
-class GraflowJob(Job):
-    """rq's ``Job``; ``perform`` skips its ``PERSIST`` when the start step already sent it."""
-
-    persisted = False
-
-    def perform(self) -> Any:
-        if not self.persisted:
-            return super().perform()
-        # rq's perform() without its first line (PERSIST, done by the start step).
-        _job_stack.push(self)  # type: ignore[no-untyped-call]
-        try:
-            self._result = self._execute()
-        finally:
-            assert self is _job_stack.pop()  # type: ignore[no-untyped-call]
-        return self._result
+class GraflowJob(LeanJob):
+    """The job class of a ``GraflowWorker`` (``compat.LeanJob``: no second ``PERSIST`` on rq 2)."""
 
 
 def lean_success(worker: GraflowWorker, job: Job) -> bool:
@@ -176,6 +180,7 @@ def lean_success(worker: GraflowWorker, job: Job) -> bool:
         job.get_result_ttl(worker.default_result_ttl) == 0
         and not job.repeats_left
         and not job.group_id
+        and not getattr(job, "rate_limit_key", None)  # rq 3: its slot is released by rq's path
     )
 
 
@@ -186,7 +191,7 @@ def is_graflow_id(job_id: str) -> bool:
 
 def started_registry_key(job: Job) -> str:
     """``job.started_job_registry.key`` without building the registry object."""
-    return StartedJobRegistry.key_template.format(job.origin)
+    return layout.started_key(job.origin)
 
 
 def prepare(worker: GraflowWorker, job: Job) -> Execution | None:
@@ -220,35 +225,33 @@ def prepare(worker: GraflowWorker, job: Job) -> Execution | None:
             pipe.zadd(started_registry_key(job), {execution.composite_key: "+inf"})
         else:
             pipe.zadd(started_registry_key(job), {execution.composite_key: worker.rq_lease_score()})
-        pipe.hset(
-            worker.key,
-            mapping={
-                "state": WorkerStatus.BUSY,
-                "current_job": job.id,
-                "current_job_working_time": 0,
-                "last_heartbeat": utcformat(moment),
-            },
-        )
+        mapping: dict[Any, Any] = {"state": WorkerStatus.BUSY, "last_heartbeat": utcformat(moment)}
+        index = layout.worker_executions_key(worker.name)
+        if index is None:  # rq 2
+            mapping.update(current_job=job.id, current_job_working_time=0)
+        else:
+            pipe.sadd(index, execution.composite_key)
+            pipe.expire(index, ttl + 60)
+        pipe.hset(worker.key, mapping=mapping)
         pipe.expire(worker.key, ttl)
         job.prepare_for_execution(worker.name, pipeline=pipe)
         if len(worker.queues) == 1:  # rq's perform_job: single-queue workers dequeue via LMOVE
-            pipe.lrem(
-                IntermediateQueue.get_intermediate_queue_key(
-                    worker.queue_class.redis_queue_namespace_prefix + job.origin
-                ),
-                1,
-                job.id,
-            )
-        if isinstance(job, GraflowJob):
-            pipe.persist(job.key)
+            pipe.lrem(layout.intermediate_key(job.origin), 1, job.id)
+        pipe.persist(job.key)  # rq 2: Job.perform's first step, rq 3: prepare_job_execution's
         if not run_atomically(worker.batch_script, pipe, unless_started=job.key):
             return None
-    worker.last_heartbeat = moment
-    worker.current_job_working_time = 0
-    worker._state = WorkerStatus.BUSY
-    if isinstance(job, GraflowJob):
-        job.persisted = True
+    _mark_busy(worker, job, moment)
     return execution
+
+
+def _mark_busy(worker: GraflowWorker, job: Job, moment: Any) -> None:
+    """The worker's memory of a start (what rq's own start methods set)."""
+    worker.last_heartbeat = moment
+    if layout.WRITES_WORKER_CURRENT_JOB:
+        setattr(worker, "current_job_working_time", 0)  # noqa: B010 - rq 2 only
+    worker._state = WorkerStatus.BUSY
+    if isinstance(job, LeanJob):
+        job.persisted = True
 
 
 def run_atomically(script: Any, pipe: Any, unless_started: str | None = None) -> bool:
@@ -261,7 +264,7 @@ def run_atomically(script: Any, pipe: Any, unless_started: str | None = None) ->
     return bool(script(keys=[unless_started] if unless_started else [], args=argv))
 
 
-def finish_success(worker: GraflowWorker, job: Job) -> int:
+def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None) -> int:
     """rq's ``handle_job_success`` for a ``result_ttl=0`` job, in one script.
 
     Deletes the job hash, its dependents/dependencies keys, its executions (hashes,
@@ -271,7 +274,6 @@ def finish_success(worker: GraflowWorker, job: Job) -> int:
     is no longer "started", e.g. canceled or given up by the reaper meanwhile), else
     whether ``rq suspend`` is in force (1) or not (0).
     """
-    execution = worker.execution
     assert job.started_at is not None and job.ended_at is not None
     worked = (job.ended_at - job.started_at).total_seconds()
     state = "" if worker.is_horse else WorkerStatus.IDLE.value
@@ -280,15 +282,16 @@ def finish_success(worker: GraflowWorker, job: Job) -> int:
         job.dependents_key,
         job.dependencies_key,
         started_registry_key(job),
-        ExecutionRegistry.key_template.format(job.id),
+        layout.executions_key(job.id),
         worker.key,
         WORKERS_SUSPENDED,
         worker.leases_key,
     ]
-    args = [job.id, execution.id if execution else "", repr(worked), _EXECUTION_PREFIX, state]
+    index = layout.worker_executions_key(worker.name) or ""
+    args = [job.id, execution.id if execution else "", repr(worked), _EXECUTION_PREFIX, state, index]
     outcome = int(worker.success_script(keys=keys, args=args))
     if outcome >= 0:
-        worker.execution = None
+        compat.set_execution(worker, None)
         if state:
             worker._state = state
     return outcome
@@ -297,50 +300,51 @@ def finish_success(worker: GraflowWorker, job: Job) -> int:
 def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
     """Dequeue and start the first waiting job in one round trip (``TAKE_SCRIPT``), as
     ``Queue.dequeue_any`` (without blocking) followed by ``prepare`` would; None when the
-    queues are empty. The job comes back started, ``worker.execution`` is its execution.
+    queues are empty. The job comes back started, its execution the worker's
+    (``compat.current_execution``).
     """
     ttl = worker.bookkeeping_ttl
     execution_id = uuid4().hex
     moment = now()
-    persist = issubclass(worker.job_class, GraflowJob)
     found = worker.take_script(
         keys=[q.key for q in worker._ordered_queues],
         args=[
             worker.job_class.redis_job_namespace_prefix,
-            StartedJobRegistry.key_template.format(""),
+            layout.STARTED_PREFIX,
             execution_id,
             _EXECUTION_PREFIX,
-            ExecutionRegistry.key_template.format(""),
+            layout.EXECUTIONS_PREFIX,
             ttl,
-            current_timestamp() + ttl + 60,  # ExecutionRegistry.add's score
+            int(time.time()) + ttl + 60,  # ExecutionRegistry.add's score
             repr(worker.lease_seconds),
             worker.key,
             worker.name,
             utcformat(moment),
             moment.timestamp(),
-            "1" if persist else "0",
+            "1",  # PERSIST: rq 2's Job.perform, rq 3's prepare_job_execution
             WorkerStatus.BUSY.value,
             JobStatus.STARTED.value,
             worker.leases_key,
             worker.rq_lease_score(),
+            layout.worker_executions_key(worker.name) or "",
         ],
     )
     if not found:
         return None
-    queue_key, job_id, flat = as_text(found[0]), as_text(found[1]), found[2]
+    queue_key, job_id, flat = _text(found[0]), _text(found[1]), found[2]
     job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
     job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))  # the hash as started
-    if isinstance(job, GraflowJob):
-        job.persisted = True
     execution = Execution(
         id=execution_id, job_id=job_id, connection=worker.connection, worker_name=worker.name
     )
     execution.created_at = execution.last_heartbeat = moment
-    worker.execution = execution
-    worker.last_heartbeat = moment
-    worker.current_job_working_time = 0
-    worker._state = WorkerStatus.BUSY
+    compat.set_execution(worker, execution)
+    _mark_busy(worker, job, moment)
     return job, worker.queue_for_key(queue_key)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 __all__ = [

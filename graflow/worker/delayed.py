@@ -12,8 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rq.registry import ScheduledJobRegistry
-from rq.scheduler import RQScheduler
+from graflow.distributed.rqapi import RQScheduler, ScheduledJobRegistry
 
 
 def seconds_until_next(connection: Any, queues: Sequence[Any]) -> float | None:

@@ -22,13 +22,19 @@ from typing import Any
 
 import msgspec
 from redis.exceptions import LockError
-from rq.job import Job, JobStatus
-from rq.results import Result
-from rq.serializers import JSONSerializer
 
 from graflow import keys
 from graflow.defaults import DEFAULT_FAILURE_TTL
 from graflow.distributed import dispatch, liveness
+from graflow.distributed.rqapi import (
+    FailedJobRegistry,
+    Job,
+    JobStatus,
+    JSONSerializer,
+    Result,
+    StartedJobRegistry,
+    layout,
+)
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import decode, encode
 from graflow.exceptions import WorkerLostError
@@ -52,9 +58,6 @@ def record_abandoned(
     its started-registry entry (``lease``, or found by scanning) and its lease in
     ``leases_key`` go, and its executions are deleted, as rq deletes them when a job ends
     (the lost worker never will; they would outlive the failed job by a minute)."""
-    from rq.executions import Execution, ExecutionRegistry
-    from rq.registry import FailedJobRegistry, StartedJobRegistry
-
     ttl = job.failure_ttl if job.failure_ttl is not None else DEFAULT_FAILURE_TTL
     job.ended_at = job.ended_at or _now()
     job.set_status(JobStatus.FAILED, pipeline=pipeline)
@@ -63,11 +66,15 @@ def record_abandoned(
     )
     Result.create_failure(job, ttl, exc_string=reason, worker_name=worker_name, pipeline=pipeline)
     started = StartedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer)
-    executions = ExecutionRegistry(job_id=job.id, connection=connection)
+    executions = layout.ExecutionRegistry(job_id=job.id, connection=connection)
+    # rq 3: the lost worker's executions index (``rq info``) lists them too.
+    index = layout.worker_executions_key(job.worker_name) if job.worker_name else None
     for execution_id in executions.get_execution_ids():
-        execution = Execution(id=execution_id, job_id=job.id, connection=connection)
+        execution = layout.Execution(id=execution_id, job_id=job.id, connection=connection)
         pipeline.delete(execution.key)
         pipeline.zrem(started.key, execution.composite_key)
+        if index is not None:
+            pipeline.srem(index, execution.composite_key)
     pipeline.delete(executions.key)
     if lease is not None:
         pipeline.zrem(started.key, lease)
@@ -81,9 +88,7 @@ def record_abandoned(
 
 
 def _now() -> Any:
-    from rq.utils import now
-
-    return now()
+    return layout.now()
 
 
 _ALREADY = {"dup": "done"}
@@ -285,7 +290,7 @@ def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any
     """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
     a plain rq worker) abandons a job before the reaper does, redeliver it anyway, with
     the same poison-task limit (the worker's ``--max-redeliveries``); rq records the failure."""
-    from rq.exceptions import AbandonedJobError
+    from graflow.distributed.rqapi import AbandonedJobError
 
     if isinstance(exc_value, AbandonedJobError) or exc_type is AbandonedJobError:
         from graflow.limits import max_redeliveries

@@ -14,13 +14,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from rq.job import Job, JobStatus
-from rq.results import Result
-from rq.utils import now
-
 from graflow.defaults import DEFAULT_FAILURE_TTL
+from graflow.distributed.rqapi import Job, JobStatus, Result
+from graflow.distributed.rqapi.layout import now
 
 if TYPE_CHECKING:
+    from graflow.distributed.rqapi.layout import Execution
     from graflow.worker.rq_worker import GraflowWorker
 
 
@@ -39,8 +38,9 @@ def abandoned_reason(worker_name: str) -> str:
     return f"abandoned: worker {worker_name} stopped by a second signal; handed back"
 
 
-def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
-    """Enqueue a copy of ``job`` at the front of its queue and fail the original."""
+def hand_back_job(worker: GraflowWorker, job: Job, execution: Execution | None) -> Job:
+    """Enqueue a copy of ``job`` at the front of its queue and fail the original
+    (``execution``: the one it ran under; rq 3 may have dropped it from the worker)."""
     queue = worker.queue_class(
         job.origin, connection=worker.connection, serializer=worker.serializer
     )
@@ -65,7 +65,6 @@ def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
             pipeline=pipeline,
         )
         job.ended_at = now()
-        execution = worker.execution
         job.set_status(JobStatus.FAILED, pipeline=pipeline)
         # As rq records a failure: the registry entry, and a Result carrying the reason
         # (``job.latest_result().exc_string``; rq info and dashboards show it).
@@ -80,7 +79,7 @@ def hand_back_job(worker: GraflowWorker, job: Job) -> Job:
             execution_started_at=execution.created_at if execution else None,
             execution_ended_at=job.ended_at,
         )
-        worker.cleanup_execution(job, pipeline=pipeline)  # leaves the started registry
+        worker.cleanup_execution(job, pipeline, execution)  # leaves the started registry
         pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
         worker.increment_failed_job_count(pipeline=pipeline)
         pipeline.execute()

@@ -17,7 +17,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from rq.timeouts import UnixSignalDeathPenalty
+from graflow.distributed.rqapi import UnixSignalDeathPenalty
 
 if TYPE_CHECKING:
     from graflow.worker.rq_worker import GraflowWorker

@@ -20,7 +20,7 @@ logger = logging.getLogger("graflow.worker")
 
 
 def _current_connection() -> Any:
-    from rq import get_current_job
+    from graflow.distributed.rqapi import get_current_job
 
     job = get_current_job()
     if job is None:

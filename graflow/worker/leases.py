@@ -106,18 +106,14 @@ class LeasePass:
 
     def __init__(self, connection: Any, prefix: str, queues: list[str], lease_seconds: float,
                  stuck_after: float) -> None:  # fmt: skip
-        from rq.intermediate_queue import IntermediateQueue
-        from rq.queue import Queue
+        from graflow.distributed.rqapi import layout
 
         self.connection = connection
         self.prefix = prefix
         self.lease_seconds = float(lease_seconds)
         self.stuck_after = float(stuck_after)
         self.keys = [keys.leases(prefix), keys.lease_clock(prefix), keys.intermediate_seen(prefix)]
-        self.keys += [
-            IntermediateQueue.get_intermediate_queue_key(Queue.redis_queue_namespace_prefix + q)
-            for q in dict.fromkeys(queues)
-        ]
+        self.keys += [layout.intermediate_key(q) for q in dict.fromkeys(queues)]
         self._script = connection.register_script(PASS)
 
     def run(self, members: list[str], alive: list[str]) -> PassResult:

@@ -13,11 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.exceptions
-from rq.job import Job
-from rq.logutils import blue, green
-from rq.queue import Queue
-from rq.worker import Worker
 
+from graflow.distributed.rqapi import Job, Queue, Worker
 from graflow.worker import bookkeeping
 from graflow.worker.delayed import enqueue_due, seconds_until_next
 
@@ -107,15 +104,9 @@ class DequeuingWorker(Worker):
         self.reorder_queues(reference_queue=queue)
         job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
         if self.log_job_description:
-            self.log.info(
-                "Worker %s: %s: %s (%s)",
-                self.name,
-                green(queue.name),
-                blue(job.description),
-                job.id,
-            )
+            self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
         else:
-            self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
         return result
 
 

@@ -13,10 +13,9 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from rq.executions import Execution, ExecutionRegistry
-from rq.job import Job
-
 from graflow import keys
+from graflow.distributed.rqapi import Job, compat, layout
+from graflow.distributed.rqapi.layout import Execution
 from graflow.worker import attempt_watch, bookkeeping, leases
 from graflow.worker.heartbeat import HeartbeatThread
 from graflow.worker.rq_dequeue import DequeuingWorker
@@ -62,7 +61,7 @@ class LeasingWorker(DequeuingWorker):
         return self._reaper
 
     def own_lease_members(self) -> list[str]:
-        execution, job = self.execution, self.current_job
+        execution, job = compat.current_execution(self), self.current_job
         if self._lease_active and execution is not None and job is not None and bookkeeping.is_graflow_id(job.id):
             return [execution.composite_key]
         return []
@@ -82,7 +81,7 @@ class LeasingWorker(DequeuingWorker):
         """
         return math.ceil(self.lease_seconds) + 120
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.bookkeeping_ttl
 
     @property
@@ -107,7 +106,7 @@ class LeasingWorker(DequeuingWorker):
         """One heartbeat, every ``heartbeat/3`` s: the stop checks of running attempts
         (cancel), the lease of a job that is not graflow's, and every ``WORKER_KEY_BEAT``
         rq's worker key and the execution TTLs. Nothing at all when idle in between."""
-        job, execution = self.current_job, self.execution
+        job, execution = self.current_job, compat.current_execution(self)
         moment = time.monotonic()
         key_due = moment - self._key_beat_at >= WORKER_KEY_BEAT
         running = (job, execution) if self._lease_active and job is not None and execution is not None else None
@@ -119,7 +118,7 @@ class LeasingWorker(DequeuingWorker):
                 if key_due:
                     ttl = self.get_heartbeat_ttl(run_job)
                     pipeline.expire(run_execution.key, ttl)
-                    pipeline.expire(ExecutionRegistry.key_template.format(run_job.id), ttl + 60)
+                    pipeline.expire(layout.executions_key(run_job.id), ttl + 60)
                 if not bookkeeping.is_graflow_id(run_job.id):
                     self._write_rq_lease(pipeline, run_job, run_execution)
             # Has the run of a running attempt ended (cancel)? Then stop that attempt.
@@ -133,8 +132,9 @@ class LeasingWorker(DequeuingWorker):
                 self.connection.hset(self.key, mapping={**self.serialize(), "state": self._state})
         self._tick(force=True)
 
-    def maintain_heartbeats(self, job: Job) -> None:
-        """rq's parent-side loop (forked mode) calls this every ``heartbeat/3`` s."""
+    def maintain_heartbeats(self, job: Job, execution: Execution | None = None) -> None:
+        """rq's parent-side loop (forked mode) calls this every ``heartbeat/3`` s (rq 3
+        passes the execution; the worker still holds it, ``beat`` reads it there)."""
         self.beat()
 
     def heartbeat(self, timeout: float | None = None, pipeline: Any = None) -> None:

@@ -30,15 +30,22 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.executions import Execution
-from rq.job import Job, JobStatus
-from rq.queue import Queue
-from rq.serializers import JSONSerializer
-from rq.timeouts import BaseDeathPenalty
-from rq.utils import now
-from rq.worker import DequeueStrategy, WorkerStatus
-
+from graflow.distributed.rqapi import (
+    BaseDeathPenalty,
+    DequeueStrategy,
+    Job,
+    JobStatus,
+    JSONSerializer,
+    Queue,
+    WorkerStatus,
+    compat,
+)
+from graflow.distributed.rqapi.layout import (
+    DEFAULT_LOGGING_DATE_FORMAT,
+    DEFAULT_LOGGING_FORMAT,
+    Execution,
+    now,
+)
 from graflow.worker import bookkeeping
 from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.handback import hand_back_job
@@ -150,7 +157,7 @@ class GraflowWorker(LeasingWorker):
             # rq records the failure right after this hook: with this reason, not its own.
             self._abandoned_reasons[job.id] = reason
 
-    def hand_back(self, job: Job) -> Job | None:
+    def hand_back(self, job: Job, execution: Execution | None = None) -> Job | None:
         """Give ``job`` back to its queue after a second signal.
 
         A graflow job goes back as attempt + 1 of its activation (the session's
@@ -166,7 +173,7 @@ class GraflowWorker(LeasingWorker):
                                max_redeliveries=self.max_redeliveries + 1, reaper=self.name,
                                leases_key=self.leases_key)  # fmt: skip
             return None
-        return hand_back_job(self, job)
+        return hand_back_job(self, job, execution or compat.current_execution(self))
 
     # ------------------------------------------------------------ properties
     @property
@@ -189,19 +196,20 @@ class GraflowWorker(LeasingWorker):
         """rq's ``prepare_execution`` and ``prepare_job_execution`` in one atomic step, with
         the first lease at ``now + heartbeat`` (``bookkeeping.prepare``); nothing to write
         for a job ``bookkeeping.take`` dequeued already started."""
-        if self._taken_job_id == job.id and self.execution is not None:
+        execution = compat.current_execution(self)
+        if self._taken_job_id == job.id and execution is not None:
             self._taken_job_id = None
         else:
             execution = bookkeeping.prepare(self, job)
             if execution is None:
                 raise StartedElsewhere(job.id)
-            self.execution = execution
+            compat.set_execution(self, execution)
         self._prepared_job_id = job.id
         self.current_job = job
         self._lease_active = True
         if bookkeeping.is_graflow_id(job.id):
-            self._publish_lease(self.execution.composite_key)  # the supervisor renews it from now on
-        return self.execution
+            self._publish_lease(execution.composite_key)  # the supervisor renews it from now on
+        return execution
 
     # ------------------------------------------------------------- execution
     def execute_job(self, job: Job, queue: Queue) -> bool:
@@ -216,8 +224,8 @@ class GraflowWorker(LeasingWorker):
             if self.fork:
                 super().execute_job(job, queue)  # starts with prepare_execution
             else:
-                self.prepare_execution(job)
-                ok = bool(self.perform_job(job, queue))
+                execution = self.prepare_execution(job)
+                ok = bool(compat.with_execution(self.perform_job, job, queue, execution=execution))
                 self.set_state(WorkerStatus.IDLE)
         except StartedElsewhere:
             log.warning("worker %s: job %s was put back while this worker stalled after "
@@ -252,21 +260,31 @@ class GraflowWorker(LeasingWorker):
             return
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
-    def cleanup_execution(self, job: Job, pipeline: Any) -> None:
-        """rq's clean-up of an execution (success and failure paths); the lease goes with it."""
-        execution = self.execution
-        super().cleanup_execution(job, pipeline)  # clears self.execution
+    def cleanup_execution(self, job: Job, pipeline: Any, execution: Execution | None = None) -> None:
+        """rq's clean-up of an execution (success and failure paths); the lease goes with it.
+
+        rq 3 passes the execution (``None`` deletes nothing there); rq 2 cleans up the
+        worker's own, and clears it."""
+        execution = execution or compat.current_execution(self)
+        compat.set_execution(self, execution)
+        compat.with_execution(super().cleanup_execution, job, pipeline, execution=execution)
         if execution is not None and bookkeeping.is_graflow_id(job.id):
             pipeline.zrem(self.leases_key, execution.composite_key)
 
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: Any, execution: Execution | None = None
+    ) -> None:
         """rq's success handling; a ``result_ttl=0`` job in one round trip (``bookkeeping``)."""
-        if not bookkeeping.lean_success(self, job):
-            super().handle_job_success(job, queue, started_job_registry)
-            return
-        outcome = bookkeeping.finish_success(self, job)
-        if outcome < 0:  # dependents to enqueue, or no longer "started": rq's own path
-            super().handle_job_success(job, queue, started_job_registry)
+        execution = execution or compat.current_execution(self)
+        if bookkeeping.lean_success(self, job):
+            outcome = bookkeeping.finish_success(self, job, execution)
+        else:
+            outcome = -1
+        if outcome < 0:  # not lean, dependents to enqueue, or no longer "started": rq's path
+            compat.set_execution(self, execution)
+            compat.with_execution(
+                super().handle_job_success, job, queue, started_job_registry, execution=execution
+            )
             return
         if outcome == 0 and not self.is_horse:  # 0: not suspended (``rq suspend``)
             self._not_suspended_at = time.monotonic()
@@ -305,16 +323,25 @@ class GraflowWorker(LeasingWorker):
         super().handle_exception(job, *exc_info)
 
     def handle_job_failure(
-        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
     ) -> None:
+        # rq 3's forked monitor drops the execution from the worker before calling this.
+        execution = execution or compat.current_execution(self)
         current = self.current_job
         if self._cold_shutdown and current is not None and current.id == job.id:
-            self.hand_back(job)
+            self.hand_back(job, execution)
             return
         exc_string = self._abandoned_reasons.pop(job.id, exc_string)
-        super().handle_job_failure(
-            job, queue=queue, started_job_registry=started_job_registry, exc_string=exc_string
-        )
+        compat.set_execution(self, execution)
+        compat.with_execution(
+            super().handle_job_failure, job, queue=queue, started_job_registry=started_job_registry,
+            exc_string=exc_string, execution=execution,
+        )  # fmt: skip
 
     def handle_work_horse_killed(self, job: Job, retpid: Any, ret_val: Any, rusage: Any) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]

@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 import redis.exceptions
-from rq.scheduler import RQScheduler
+
+from graflow.distributed.rqapi import RQScheduler
+from graflow.worker.orphans import stop_with_parent
 
 #: Seconds between heartbeats of rq's scheduler process (rq: every second).
 SCHEDULER_BEAT = 10.0
@@ -46,10 +48,8 @@ class GraflowScheduler(RQScheduler):
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()  # type: ignore[no-untyped-call]
-        from graflow.worker.supervisor import _stop_with_parent
-
         # SIGTERM (a clean stop: the lock is released) when the worker process dies.
-        _stop_with_parent(self._worker_pid or os.getppid())
+        stop_with_parent(self._worker_pid or os.getppid())
 
     def work(self) -> None:
         delay = 0.25

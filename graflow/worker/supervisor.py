@@ -55,29 +55,14 @@ from graflow.exit_codes import (
 )
 from graflow.worker import hard_timeout, leases
 from graflow.worker.lease_keeper import LeaseKeeper
+from graflow.worker.orphans import stop_with_parent as _stop_with_parent
+from graflow.worker.process import PendingSignals, run_worker
 from graflow.worker.restarts import SlotHistory
-from graflow.worker.runner import PendingSignals, run_worker
 from graflow.worker.settings import WorkerSettings
 
 log = logging.getLogger("graflow.worker")
 
 _child_pending = PendingSignals()
-
-
-def _stop_with_parent(parent: int) -> None:
-    """Ask the kernel for a SIGTERM when the supervisor dies (Linux), so a worker never
-    outlives its command: it finishes the task it runs (warm shutdown) and exits."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the supervisor died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _child_main(settings: WorkerSettings, name: str, parent: int, shared: Any = None, lease: Any = None) -> None:

@@ -79,7 +79,7 @@ class Registration:
         return total
 
     def _time(self, field: str) -> float | None:
-        from rq.utils import utcparse
+        from graflow.distributed.rqapi.layout import utcparse
 
         raw = self.fields.get(field)
         if not raw:
@@ -114,9 +114,9 @@ class Registration:
 
 
 def worker_key(name: str) -> str:
-    from rq.worker import Worker
+    from graflow.distributed.rqapi import layout
 
-    return f"{Worker.redis_worker_namespace_prefix}{name}"
+    return layout.worker_key(name)
 
 
 def read_registration(connection: Any, name: str) -> Registration | None:
@@ -129,14 +129,17 @@ def read_registration(connection: Any, name: str) -> Registration | None:
 def drop_registration(connection: Any, name: str, queues: Iterable[str]) -> None:
     """Remove ``name`` from rq's worker sets and delete its hash (what rq's own death
     registration would have done), so a new worker may register under that name."""
-    from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
+    from graflow.distributed.rqapi import layout
 
     key = worker_key(name)
+    index = layout.worker_executions_key(name)  # rq 3: its executions index (rq info)
     with connection.pipeline() as pipe:
-        pipe.srem(REDIS_WORKER_KEYS, key)
+        pipe.srem(layout.WORKERS_SET, key)
         for queue in set(queues):
-            pipe.srem(WORKERS_BY_QUEUE_KEY % queue, key)
+            pipe.srem(layout.workers_by_queue_key(queue), key)
         pipe.delete(key)
+        if index is not None:
+            pipe.delete(index)
         pipe.execute()
 
 
@@ -147,10 +150,7 @@ def hand_back_jobs(
     """Redeliver every graflow job whose lease the dead worker ``name`` still holds on
     ``queues``; returns the reasons recorded. Other jobs are left to rq's clean-up.
     ``timed_out``: it was killed for running past that timeout (``failover.redeliver``)."""
-    from rq.job import Job
-    from rq.registry import StartedJobRegistry
-    from rq.serializers import JSONSerializer
-
+    from graflow.distributed.rqapi import Job, JSONSerializer, StartedJobRegistry
     from graflow.worker import failover
 
     reasons: list[str] = []

@@ -133,8 +133,7 @@ class TaskWorker:
 
     # ------------------------------------------------------------------ threads
     def _make_worker(self, index: int) -> Any:
-        from rq.timeouts import TimerDeathPenalty
-
+        from graflow.distributed.rqapi import TimerDeathPenalty
         from graflow.worker.rq_worker import GraflowWorker
 
         # SIGALRM timeouts only work on the main thread; rq's timer variant works anywhere.
@@ -200,8 +199,7 @@ class TaskWorker:
 
     def _schedule_loop(self) -> None:
         """Move due delayed jobs (``enqueue_at``/``enqueue_in``, graflow's retries) to the queue."""
-        from rq.serializers import JSONSerializer
-
+        from graflow.distributed.rqapi import JSONSerializer
         from graflow.worker.delayed import enqueue_due
 
         while not self._stop.is_set():

@@ -39,7 +39,8 @@ def snapshot_started(out: str) -> None:
     assert job is not None
     conn = job.connection
     worker = f"rq:worker:{job.worker_name}"
-    names = [job.key, f"rq:wip:{job.origin}", f"rq:executions:{job.id}", worker]
+    # rq 3 also indexes a worker's running executions (``rq info`` reads it).
+    names = [job.key, f"rq:wip:{job.origin}", f"rq:executions:{job.id}", worker, f"{worker}:executions"]
     names += [k.decode() for k in conn.scan_iter(match=f"rq:execution:{job.id}:*")]
     state: dict[str, Any] = {}
     for name in names:
@@ -53,6 +54,8 @@ def snapshot_started(out: str) -> None:
                     entry[field] = fields[field].decode()
         elif kind == "zset":
             entry["members"] = sorted(m.decode() for m in conn.zrange(name, 0, -1))
+        elif kind == "set":
+            entry["members"] = sorted(m.decode() for m in conn.smembers(name))
         label = name.replace(job.id, "<job>").replace(job.origin, "<queue>")
         label = label.replace(job.worker_name or "", "<worker>")
         state[label] = entry
