@@ -35,8 +35,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from graflow import defaults as d
+from graflow import settings_values as parse
 from graflow.exceptions import ConfigError
 from graflow.identifiers import check_key_prefix, check_queue_name
+from graflow.settings_values import MIN_HEARTBEAT, MIN_KEY_BYTES, check_key
 
 __all__ = [
     "MIN_HEARTBEAT",
@@ -52,10 +54,6 @@ __all__ = [
     "using",
 ]
 
-#: The shortest lease accepted: below it, ordinary GC pauses would expire leases.
-MIN_HEARTBEAT = 0.5
-#: The shortest secret key accepted (``GRAFLOW_SECRET_KEY``, ``secret_key=``).
-MIN_KEY_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -179,12 +177,12 @@ class Settings:
         ``ConfigError`` for a value that cannot work, naming the variable and the fix.
         """
         env = os.environ if env is None else env
-        final_prefix = prefix or _text(env.get("GRAFLOW_KEY_PREFIX")) or d.DEFAULT_PREFIX
+        final_prefix = prefix or parse.non_empty(env.get("GRAFLOW_KEY_PREFIX")) or d.DEFAULT_PREFIX
         if queues:
-            final_queues = tuple(_dedupe(queues))
+            final_queues = tuple(parse.dedupe(queues))
         else:
             raw_queues = env.get("GRAFLOW_QUEUE") or ""
-            final_queues = tuple(_dedupe([p.strip() for p in raw_queues.split(",") if p.strip()]))
+            final_queues = tuple(parse.dedupe([p.strip() for p in raw_queues.split(",") if p.strip()]))
         if any(not q or q != q.strip() for q in final_queues):
             raise ConfigError(
                 f"bad --queue/GRAFLOW_QUEUE value in {list(final_queues)!r} — use non-empty names"
@@ -193,46 +191,46 @@ class Settings:
         check_key_prefix(final_prefix, "--prefix/GRAFLOW_KEY_PREFIX")
         for q in final_queues:
             check_queue_name(q, "--queue/GRAFLOW_QUEUE")
-        backoff, backoff_max, deaths, window = _restart_policy(
-            _number(restart_backoff, env.get("GRAFLOW_RESTART_BACKOFF"), d.DEFAULT_RESTART_BACKOFF,
+        backoff, backoff_max, deaths, window = parse.restart_policy(
+            parse.number(restart_backoff, env.get("GRAFLOW_RESTART_BACKOFF"), d.DEFAULT_RESTART_BACKOFF,
                     "--restart-backoff/GRAFLOW_RESTART_BACKOFF"),
-            _number(restart_backoff_max, env.get("GRAFLOW_RESTART_BACKOFF_MAX"),
+            parse.number(restart_backoff_max, env.get("GRAFLOW_RESTART_BACKOFF_MAX"),
                     d.DEFAULT_RESTART_BACKOFF_MAX, "--restart-backoff-max/GRAFLOW_RESTART_BACKOFF_MAX"),
-            _number(crash_loop_deaths, env.get("GRAFLOW_CRASH_LOOP_DEATHS"), d.DEFAULT_CRASH_LOOP_DEATHS,
+            parse.number(crash_loop_deaths, env.get("GRAFLOW_CRASH_LOOP_DEATHS"), d.DEFAULT_CRASH_LOOP_DEATHS,
                     "--crash-loop-deaths/GRAFLOW_CRASH_LOOP_DEATHS"),
-            _number(crash_loop_window, env.get("GRAFLOW_CRASH_LOOP_WINDOW"), d.DEFAULT_CRASH_LOOP_WINDOW,
+            parse.number(crash_loop_window, env.get("GRAFLOW_CRASH_LOOP_WINDOW"), d.DEFAULT_CRASH_LOOP_WINDOW,
                     "--crash-loop-window/GRAFLOW_CRASH_LOOP_WINDOW"),
         )
         return cls(
-            redis_url=url or _text(env.get("GRAFLOW_REDIS_URL")),
-            fallback_redis_url=_text(env.get("REDIS_URL")),
+            redis_url=url or parse.non_empty(env.get("GRAFLOW_REDIS_URL")),
+            fallback_redis_url=parse.non_empty(env.get("REDIS_URL")),
             redis_password=env.get("REDIS_PASSWORD") or None,
             key_prefix=final_prefix,
             queues=final_queues,
-            concurrency=_concurrency(_number(concurrency, env.get("GRAFLOW_CONCURRENCY"),
+            concurrency=parse.concurrency(parse.number(concurrency, env.get("GRAFLOW_CONCURRENCY"),
                                              d.DEFAULT_CONCURRENCY, "--concurrency/GRAFLOW_CONCURRENCY")),
-            heartbeat=_heartbeat(_number(heartbeat, env.get("GRAFLOW_HEARTBEAT"), d.DEFAULT_HEARTBEAT,
+            heartbeat=parse.heartbeat(parse.number(heartbeat, env.get("GRAFLOW_HEARTBEAT"), d.DEFAULT_HEARTBEAT,
                                          "--heartbeat/GRAFLOW_HEARTBEAT")),
-            max_redeliveries=_redeliveries(_number(max_redeliveries, env.get("GRAFLOW_MAX_REDELIVERIES"),
+            max_redeliveries=parse.redeliveries(parse.number(max_redeliveries, env.get("GRAFLOW_MAX_REDELIVERIES"),
                                                    d.DEFAULT_MAX_REDELIVERIES,
                                                    "--max-redeliveries/GRAFLOW_MAX_REDELIVERIES")),
-            task_timeout=_task_timeout(_number(task_timeout, env.get("GRAFLOW_TASK_TIMEOUT"), 0.0,
+            task_timeout=parse.task_timeout(parse.number(task_timeout, env.get("GRAFLOW_TASK_TIMEOUT"), 0.0,
                                                "--task-timeout/GRAFLOW_TASK_TIMEOUT")),
             restart_backoff=backoff,
             restart_backoff_max=backoff_max,
             crash_loop_deaths=deaths,
             crash_loop_window=window,
-            worker_redis_wait=_seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
+            worker_redis_wait=parse.seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
                                        "GRAFLOW_WORKER_REDIS_WAIT"),
-            redis_retry_for=_seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,
+            redis_retry_for=parse.seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,
                                      "GRAFLOW_REDIS_RETRY_FOR"),
-            max_value_bytes=_max_value_bytes(env.get("GRAFLOW_MAX_VALUE_BYTES")),
+            max_value_bytes=parse.max_value_bytes(env.get("GRAFLOW_MAX_VALUE_BYTES")),
             secret_keys=tuple(check_key(part.strip(), "GRAFLOW_SECRET_KEY")
                               for part in (env.get("GRAFLOW_SECRET_KEY") or "").split(",") if part.strip()),
             checkpoint_dir=env.get("GRAFLOW_CHECKPOINT_DIR") or d.DEFAULT_CHECKPOINT_DIRECTORY,
-            checkpoint_ttl=_checkpoint_ttl(env.get("GRAFLOW_CHECKPOINT_TTL")),
-            session_ttl=_ttl(env.get("GRAFLOW_SESSION_TTL"), d.DEFAULT_SESSION_TTL, "GRAFLOW_SESSION_TTL"),
-            graph_ttl=_ttl(env.get("GRAFLOW_GRAPH_TTL"), d.DEFAULT_GRAPH_TTL, "GRAFLOW_GRAPH_TTL"),
+            checkpoint_ttl=parse.checkpoint_ttl(env.get("GRAFLOW_CHECKPOINT_TTL")),
+            session_ttl=parse.ttl(env.get("GRAFLOW_SESSION_TTL"), d.DEFAULT_SESSION_TTL, "GRAFLOW_SESSION_TTL"),
+            graph_ttl=parse.ttl(env.get("GRAFLOW_GRAPH_TTL"), d.DEFAULT_GRAPH_TTL, "GRAFLOW_GRAPH_TTL"),
         )  # fmt: skip
 
 
@@ -287,147 +285,3 @@ def environ() -> Mapping[str, str]:
     (``graflow.worker.main``), whose own variables (``REDIS_HOST``, ``WORKER_ID`` ...)
     become flags there and then go through ``Settings.from_env`` like any flag."""
     return os.environ
-
-
-# -- parsing and checks -----------------------------------------------------------------
-def check_key(key: str | bytes, where: str) -> bytes:
-    """A secret key as bytes; ``ConfigError`` when it is shorter than ``MIN_KEY_BYTES``."""
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-    if len(raw) < MIN_KEY_BYTES:
-        # Never echo the key itself: error messages end up in logs.
-        raise ConfigError(
-            f"the secret key from {where} is too short ({len(raw)} bytes); "
-            f"use at least {MIN_KEY_BYTES} bytes, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
-        )
-    return raw
-
-
-def _text(value: str | None) -> str | None:
-    return value if value and value.strip() else None
-
-
-def _dedupe(items: Sequence[str]) -> list[str]:
-    """Keep the first occurrence: repeated ``--queue`` flags are a priority order."""
-    seen: list[str] = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
-def _number(flag: float | None, env_value: str | None, default: float, what: str) -> float:
-    if flag is not None:
-        return float(flag)
-    if env_value is None or not env_value.strip():
-        return float(default)
-    try:
-        return float(env_value)
-    except ValueError:
-        raise ConfigError(f"{what} is {env_value!r}, not a number; set a number") from None
-
-
-def _concurrency(value: float) -> int:
-    if value < 1 or value != int(value):
-        raise ConfigError(
-            f"--concurrency/GRAFLOW_CONCURRENCY {value:g} is invalid — use a whole number, 1 or more"
-        )
-    return int(value)
-
-
-def _heartbeat(value: float) -> float:
-    if not value >= MIN_HEARTBEAT:
-        raise ConfigError(f"--heartbeat {value} is too short — use at least {MIN_HEARTBEAT} seconds")
-    return value
-
-
-def _redeliveries(value: float) -> int:
-    if value < 0 or value != int(value):
-        raise ConfigError(f"--max-redeliveries {value} is invalid — use 0 or more")
-    return int(value)
-
-
-def _task_timeout(seconds: float) -> float | None:
-    """Off when unset or 0; else seconds > 0."""
-    if seconds == 0:
-        return None
-    if not (seconds > 0 and seconds != float("inf")):
-        raise ConfigError(
-            f"--task-timeout/GRAFLOW_TASK_TIMEOUT {seconds:g} is invalid; use seconds (more than 0), or 0 for no limit"
-        )
-    return seconds
-
-
-def _restart_policy(first: float, top: float, count: float, span: float) -> tuple[float, float, int, float]:
-    if not 0 <= first <= top:
-        raise ConfigError(
-            f"--restart-backoff {first:g} / --restart-backoff-max {top:g} are invalid; "
-            "use 0 or more seconds, the first no larger than the maximum"
-        )
-    if count < 1 or count != int(count):
-        raise ConfigError(f"--crash-loop-deaths {count:g} is invalid; use a whole number, 1 or more")
-    if not span > 0:
-        raise ConfigError(f"--crash-loop-window {span:g} is invalid; use a number of seconds above 0")
-    return first, top, int(count), span
-
-
-def _seconds(raw: str | None, default: float, name: str) -> float:
-    text = (raw or "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds; set 0 or more, e.g. {default:g}")
-    return value
-
-
-def _ttl(raw: str | None, default: int, name: str) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(
-            f"{name}={raw!r} is not a positive whole number of seconds; set it to e.g. {default}, "
-            "or unset it for the default"
-        )
-    return value
-
-
-def _checkpoint_ttl(raw: str | None) -> int | None:
-    """Seconds, or None (checkpoint keys never expire)."""
-    text = (raw or "").strip()
-    if not text:
-        return None
-    try:
-        ttl = int(text)
-    except ValueError:
-        ttl = 0
-    if ttl <= 0:
-        raise ConfigError(
-            f"GRAFLOW_CHECKPOINT_TTL={text!r} is not a positive whole number of seconds; "
-            "set it to e.g. 86400, or unset it to keep checkpoint keys without expiry"
-        )
-    return ttl
-
-
-def _max_value_bytes(raw: str | None) -> int:
-    """Unset, empty or 0: the default (64 MiB)."""
-    text = (raw or "").strip()
-    try:
-        value = int(text) if text else 0
-    except ValueError:
-        value = -1
-    if value < 0:
-        default = d.DEFAULT_MAX_VALUE_BYTES
-        raise ConfigError(
-            f"GRAFLOW_MAX_VALUE_BYTES={raw!r} is not a number of bytes; set a whole number such as "
-            f"{default} (0 or unset means the default, {default})"
-        )
-    return value or d.DEFAULT_MAX_VALUE_BYTES

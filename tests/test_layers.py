@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "graflow"
 # Bottom to top. A module belongs to the first layer with a prefix matching its name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", (
-        "graflow.exceptions", "graflow.exit_codes", "graflow.defaults", "graflow.settings", "graflow.identifiers",
+        "graflow.exceptions", "graflow.exit_codes", "graflow.defaults", "graflow.settings", "graflow.settings_values",
+        "graflow.identifiers",
         "graflow.version", "graflow.keys", "graflow.limits", "graflow.crash", "graflow.trace",
         "graflow.codec", "graflow.codec_keys", "graflow.codec_origin", "graflow.redisconn",
         "graflow.wire",

@@ -20,14 +20,10 @@ Why a subclass and not rq as-is (see docs/failover.md):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import signal
 import time
-from datetime import timedelta
-from types import FrameType
 from typing import Any
 
 from graflow.distributed.rqapi import (
@@ -50,7 +46,7 @@ from graflow.worker import bookkeeping
 from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.handback import hand_back_job
 from graflow.worker.heartbeat import ItimerDeathPenalty
-from graflow.worker.rq_leases import LeasingWorker
+from graflow.worker.rq_lifecycle import ColdShutdown, LifecycleWorker
 from graflow.worker.scheduler import GraflowScheduler
 
 log = logging.getLogger(__name__)
@@ -60,18 +56,11 @@ log = logging.getLogger(__name__)
 _SUSPENSION_FRESH = 1.0
 
 
-class ColdShutdown(SystemExit):
-    """Raised in the worker by the second signal; rq lets ``SystemExit`` through its loop."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-
 class StartedElsewhere(Exception):
     """The dequeued job was started by another worker first (``bookkeeping.prepare``)."""
 
 
-class GraflowWorker(LeasingWorker):
+class GraflowWorker(LifecycleWorker):
     """One rq worker process (or, for ``TaskWorker``, one thread) running graflow jobs.
 
     ``current_job`` is the job being run (``None`` between jobs), ``execution`` its rq
@@ -352,49 +341,6 @@ class GraflowWorker(LeasingWorker):
         if self.horse_pid:  # rq would kill our own process group for pid 0
             super().kill_horse(sig)
 
-    # ---------------------------------------------------------------- signals
-    def _install_signal_handlers(self) -> None:
-        # work() calls this after forking rq's scheduler process: starting the
-        # heartbeat thread here keeps that fork free of a second thread.
-        self.start_heartbeat_thread()
-        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
-        if self.pending_signals:  # a signal arrived while starting: honour it now
-            self.log.info("Worker %s: stop requested during start-up", self.name)
-            self._shutdown_requested_date = now() - timedelta(seconds=2)
-            self._stop_requested = True
-            signal.signal(signal.SIGINT, self.request_force_stop)
-            signal.signal(signal.SIGTERM, self.request_force_stop)
-            if len(self.pending_signals) > 1:
-                self._cold_shutdown = True
-
-    def _shutdown(self) -> None:
-        # rq counts the worker busy only once the execution is prepared; a job already
-        # dequeued (``current_job``) must also finish rather than be dropped.
-        if self.current_job is not None and self.get_state() != WorkerStatus.BUSY:
-            self._stop_requested = True
-            self.set_shutdown_requested_date()  # type: ignore[no-untyped-call]
-            self.stop_scheduler()
-            return
-        super()._shutdown()  # type: ignore[no-untyped-call]
-
-    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Second signal: stop at once; the running job is handed back, exit code 1."""
-        requested = self._shutdown_requested_date
-        if requested is not None and now() - requested < timedelta(seconds=1):
-            # rq's guard: a pool or a terminal may deliver one Ctrl+C twice.
-            return
-        if not self._cold_shutdown:
-            self.log.warning("Worker %s: cold shut down", self.name)
-        self._cold_shutdown = True
-        if self.fork:
-            # The monitor loop sees the horse die and calls handle_job_failure,
-            # which hands the job back outside this signal handler.
-            self.kill_horse()
-            return
-        if self._in_job_function:
-            self._in_job_function = False
-            raise ColdShutdown()
-
     # ----------------------------------------------------------------- loop
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
@@ -406,53 +352,6 @@ class GraflowWorker(LeasingWorker):
         clock); other jobs' entries are rq's to clean."""
         self._tick(force=True)
         super().clean_registries()  # type: ignore[no-untyped-call]
-
-    def _start_scheduler(
-        self,
-        burst: bool = False,
-        logging_level: str | None = "INFO",
-        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-        log_format: str = DEFAULT_LOGGING_FORMAT,
-    ) -> None:
-        """rq's ``_start_scheduler`` with ``GraflowScheduler`` instead of ``RQScheduler``."""
-        self.scheduler = GraflowScheduler(
-            self.queues,
-            connection=self.connection,
-            logging_level=logging_level if logging_level is not None else self.log.level,
-            date_format=date_format,
-            log_format=log_format,
-            serializer=self.serializer,
-        )
-        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-        if not self.scheduler.acquired_locks:
-            return
-        if burst:
-            try:
-                self.scheduler.register_birth()
-                self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
-            finally:
-                self.scheduler.release_locks()  # type: ignore[no-untyped-call]
-                self.scheduler.register_death()
-        else:
-            self.scheduler.start()
-
-    def stop_scheduler(self) -> None:
-        """Signal rq's scheduler process to stop, without rq's ``join``.
-
-        rq joins here, inside the SIGTERM handler: in-process, that would freeze the
-        running job for up to a scheduler interval. ``teardown`` joins instead.
-        """
-        process = self.scheduler._process if self.scheduler else None
-        if process is not None and process.pid:
-            with contextlib.suppress(OSError):
-                os.kill(process.pid, signal.SIGTERM)
-
-    def teardown(self) -> None:
-        self.stop_heartbeat_thread()
-        super().teardown()  # type: ignore[no-untyped-call]
-        process = self.scheduler._process if self.scheduler else None
-        if process is not None and not self.is_horse and not self._cold_shutdown:
-            process.join(5)  # it has been told to stop; a cold stop does not wait
 
     def work(
         self,
