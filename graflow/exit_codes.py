@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 
 from graflow.exceptions import (
     CheckpointCorruptError,
@@ -91,6 +92,21 @@ def error_line(message: str, traceback_hint: bool = False) -> str:
     return text
 
 
+def reported(run: Callable[[], int], *, debug: bool, passthrough: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a command's body: what it raises becomes one line on stderr and its documented
+    exit code (the traceback too when ``debug``); ``passthrough`` errors propagate."""
+    try:
+        return int(run())
+    except passthrough:
+        raise
+    except CliError as exc:
+        return fail(str(exc), exc.code, exc, debug=debug)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130, None, debug=False)
+    except Exception as exc:
+        return fail(str(exc), exit_code_for(exc), exc, debug=debug)
+
+
 __all__ = [
     "EXIT_CANCELED",
     "EXIT_FAILED",
@@ -103,4 +119,5 @@ __all__ = [
     "error_line",
     "exit_code_for",
     "fail",
+    "reported",
 ]

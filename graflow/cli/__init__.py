@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from graflow.exit_codes import EXIT_USAGE, CliError, exit_code_for, fail
+from graflow.exit_codes import EXIT_USAGE, fail, reported
 
 __all__ = ["COMMANDS", "cli", "handler", "main"]
 
@@ -40,17 +40,7 @@ def handler(run: Callable[[Any], int]) -> Callable[..., int]:
         root = click.get_current_context().find_root()
         level = str(root.params.get("log_level") or "WARNING").upper()
         args = SimpleNamespace(log_level=level, **params)
-        debug = level == "DEBUG"
-        try:
-            return int(run(args))
-        except click.ClickException:
-            raise
-        except CliError as exc:
-            return fail(str(exc), exc.code, exc, debug=debug)
-        except KeyboardInterrupt:
-            return fail("interrupted", 130, None, debug=False)
-        except Exception as exc:
-            return fail(str(exc), exit_code_for(exc), exc, debug=debug)
+        return reported(lambda: run(args), debug=level == "DEBUG", passthrough=(click.ClickException,))
 
     return callback
 

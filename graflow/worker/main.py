@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from graflow.exit_codes import CliError, exit_code_for, fail
+from graflow.exit_codes import fail, reported
 from graflow.keys import DEFAULT_PREFIX
 from graflow.redisconn import build_url
 from graflow.settings import Settings, environ
@@ -121,16 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        from graflow.worker.runner import run
+    from graflow.worker.runner import run
 
-        return run(settings_from_args(args))
-    except CliError as exc:
-        return fail(str(exc), exc.code, exc, debug=debug)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130, None, debug=False)
-    except Exception as exc:
-        return fail(str(exc), exit_code_for(exc), exc, debug=debug)
+    return reported(lambda: run(settings_from_args(args)), debug=debug)
 
 
 if __name__ == "__main__":
