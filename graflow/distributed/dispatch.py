@@ -93,7 +93,9 @@ def enqueue(
             when = _dt.datetime.fromtimestamp(spec.not_before, tz=_dt.timezone.utc)
             queue.schedule_job(job, when, pipeline=pipe)
         else:
-            queue.enqueue_job(job, pipeline=pipe)  # no dependencies: no extra round trip
+            # rq's public enqueue_job costs one more round trip per job (it runs its own
+            # transaction even with no dependencies); a private use (rqapi/private.py).
+            queue._enqueue_job(job, pipeline=pipe)
         ids.append(job.id)
     if pipeline is None:
         pipe.execute()

@@ -71,7 +71,7 @@ def test_rq_method_signatures_are_the_pinned_ones() -> None:
     from graflow.distributed.rqapi.private import SIGNATURES, SIGNATURES_BY_MAJOR
 
     pinned = {**SIGNATURES, **SIGNATURES_BY_MAJOR[rqapi.RQ_MAJOR]}
-    owners = {"Worker": rqapi.Worker, "RQScheduler": rqapi.RQScheduler,
+    owners = {"Worker": rqapi.Worker, "RQScheduler": rqapi.RQScheduler, "Queue": rqapi.Queue,
               "UnixSignalDeathPenalty": rqapi.UnixSignalDeathPenalty}  # fmt: skip
     actual = {}
     for name in pinned:
@@ -290,3 +290,22 @@ def test_rq_info_sees_a_lean_job_as_rq_would(
     assert seen["graflow"] == seen["rq"]
     assert seen["rq"] == {"listed": True, "state": "busy", "current_job": "<job>", "status": "started",
                           "in_started_registry": True, "executions": 1}  # fmt: skip
+
+
+def test_dispatch_costs_one_round_trip_per_batch(redis_client: Any, queue_name: str) -> None:
+    """Handing activations to rq is one pipeline: no transaction of rq's per job."""
+    from graflow.distributed import dispatch
+    from graflow.wire import TaskSpec
+
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+
+    specs = [TaskSpec(session_id="0" * 32, task_id=f"t{i}", graph_hash="h", spec_id=f"{i:032x}",
+                      queue=queue_name, key_prefix=queue_name) for i in range(3)]  # fmt: skip
+    dispatch.rq_queue(redis_client, queue_name)  # the cached Queue, as a worker has it
+    before = calls()
+    ids = dispatch.enqueue(redis_client, specs)
+    after = calls()
+    grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert len(ids) == 3 and redis_client.llen(f"rq:queue:{queue_name}") == 3
+    assert "cmdstat_multi" not in grew and "cmdstat_exec" not in grew, grew

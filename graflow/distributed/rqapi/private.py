@@ -130,6 +130,16 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
         (_BOUNDARY + "test_rq_method_signatures_are_the_pinned_ones",),
     ),
     PrivateUse(
+        "Queue._enqueue_job",
+        "graflow/distributed/dispatch.py (enqueue: every activation handed to rq)",
+        "The public Queue.enqueue_job runs a transaction of its own (MULTI, SADD rq:queues, "
+        "EXEC) before queueing even a job without dependencies: one more round trip per "
+        "task hop. _enqueue_job writes the job into the caller's pipeline only; the worker "
+        "registers its queues in rq:queues once at start-up (register_queues).",
+        (_BOUNDARY + "test_rq_method_signatures_are_the_pinned_ones",
+         _BOUNDARY + "test_dispatch_costs_one_round_trip_per_batch"),
+    ),
+    PrivateUse(
         "queue keys written or read directly",
         "layout.QUEUES_SET (graflow/worker/runner.py register_queues: SADD); "
         "graflow/queue/distributed.py (LPOP of the queue list, then the job hash deleted)",
@@ -170,6 +180,7 @@ SIGNATURES: dict[str, str] = {
     "Worker.procline": "message",
     "Worker.set_shutdown_requested_date": "",
     "Worker.increment_failed_job_count": "pipeline=None",
+    "Queue._enqueue_job": "job, pipeline=None, at_front=False, unique=False",
     "RQScheduler._install_signal_handlers": "",
     "RQScheduler.heartbeat": "",
     "RQScheduler.start": "",
