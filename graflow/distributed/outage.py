@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import time
 
+from redis.backoff import ExponentialBackoff
+
 from graflow.redisconn import is_outage, mask_url
 
 logger = logging.getLogger("graflow.distributed")
@@ -31,7 +33,10 @@ class RedisOutage:
         self.url = mask_url(url)
         self.what = what  # e.g. "the run goes on on the workers, still waiting"
         self.since: float | None = None
-        self.delay = FIRST_DELAY
+        self.failures = 0
+        # redis-py's back-off (compute(n) = FIRST_DELAY/2 * 2**n, capped); not its Retry:
+        # a waiter's loop does its own work between attempts and logs the outage once.
+        self.backoff = ExponentialBackoff(cap=MAX_DELAY, base=FIRST_DELAY / 2)
 
     @property
     def down(self) -> bool:
@@ -51,8 +56,8 @@ class RedisOutage:
         if self.since is None:
             self.since = now
             logger.warning("Redis at %s is unreachable; %s… (%s)", self.url, self.what, _reason(exc))
-        delay = self.delay
-        self.delay = min(self.delay * 2, MAX_DELAY)
+        self.failures += 1
+        delay = float(self.backoff.compute(self.failures))
         return delay if deadline is None else max(0.0, min(delay, deadline - now))
 
     def ok(self) -> None:
@@ -62,7 +67,7 @@ class RedisOutage:
                 "Redis at %s is reachable again after %.1f s; carrying on", self.url, time.monotonic() - self.since
             )
         self.since = None
-        self.delay = FIRST_DELAY
+        self.failures = 0
 
 
 def _reason(exc: BaseException) -> str:
