@@ -4,7 +4,7 @@
 ``secret_key=`` argument; HMAC-SHA256 over the pieces of a payload without joining them.
 Used by the envelope (``graflow.codec``) and by payloads that travel next to their
 signature (wire TaskSpecs, checkpoint meta.json). Ground floor: standard library,
-``graflow.exceptions`` and ``graflow.settings`` only.
+``graflow.exceptions`` and ``graflow.settings`` (+ ``settings_values``) only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from graflow import settings
 from graflow.exceptions import PayloadSignatureError
-from graflow.settings import MIN_KEY_BYTES, check_key
+from graflow.settings_values import MIN_KEY_BYTES, check_key
 
 __all__ = ["ENV_VAR", "MIN_KEY_BYTES", "SecretKey", "bad_signature", "mac", "no_key", "resolve_keys", "sign", "verify"]
 
@@ -59,7 +59,6 @@ def no_key(source: str) -> str:
         f"{source} is signed but no key is set here; set GRAFLOW_SECRET_KEY "
         "(or pass secret_key=) to the key its producer used"
     )
-
 
 
 def sign(data: bytes, secret_key: SecretKey = None) -> str | None:

@@ -29,7 +29,7 @@ This is a ground-floor module: the standard library, ``graflow.defaults``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from graflow import settings
@@ -53,11 +53,10 @@ _MIN_BULK_LEN = 1024 * 1024
 T = TypeVar("T")
 
 
-def max_value_bytes(env: Mapping[str, str] | None = None) -> int:
-    """``GRAFLOW_MAX_VALUE_BYTES`` (bytes) of the process's settings (of ``env`` when given);
-    unset, empty or 0 means the default (64 MiB). ``ConfigError`` for a value that is not a
-    byte count."""
-    return (settings.current() if env is None else settings.Settings.from_env(env)).max_value_bytes
+def max_value_bytes() -> int:
+    """``GRAFLOW_MAX_VALUE_BYTES`` (bytes) of the process's settings; unset, empty or 0 means
+    the default (64 MiB)."""
+    return settings.current().max_value_bytes
 
 
 def check_value_size(key: str, size: int) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONNECT_TIMEOUT",
     "ConnectionDescriptor",
+    "as_text",
     "build_url",
     "client_cache",
     "client_from",
@@ -353,6 +354,11 @@ def with_default_password(url: str, password: str | None = None) -> str:
     if existing:
         return url
     return descriptor.to_url(password)
+
+
+def as_text(value: Any) -> str:
+    """A reply of a binary client (bytes) or of a decoding one (str) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def client_cache(client: Any, name: str) -> dict[Any, Any]:

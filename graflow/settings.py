@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its flag (if any), default as documented, and meaning."""

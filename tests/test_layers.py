@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from graflow.core.scheduler import strongly_connected
+
 ROOT = Path(__file__).resolve().parents[1] / "graflow"
 
 # Bottom to top. A module belongs to the first layer with a prefix matching its name.
@@ -106,41 +108,11 @@ def imports() -> list[Import]:
 
 
 def cycles(edges: list[Import]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan)."""
+    """Strongly connected components of more than one module (the scheduler's Tarjan)."""
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for edge in edges:
         graph[edge.source].add(edge.target)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
+    return [sorted(c) for c in strongly_connected(sorted(graph), graph) if len(c) > 1]
 
 
 def test_every_module_is_in_a_layer() -> None:

@@ -18,7 +18,7 @@ from graflow.core.handler import TaskHandler
 from graflow.core.handlers.direct import DirectTaskHandler
 from graflow.core.queue import TaskSpec
 from graflow.core.scheduler import CANCEL, DRAINED, MAX_STEPS, TERMINATE, RunEnd
-from graflow.core.scope import in_task_body as _in_task_body
+from graflow.core.scope import in_task_body
 from graflow.core.timeout import AttemptGuard
 from graflow.exceptions import (
     ConfigError,
@@ -145,13 +145,13 @@ class WorkflowEngine:
         handler = self._handlers.get(task.handler_type) or self.get_handler(task.handler_type)
         tracer = ctx.tracer
         tc = ctx.begin_attempt(task, spec)
-        token = _in_task_body.set(True)
+        token = in_task_body.set(True)
         tracer.on_task_start(task.task_id, ctx)
         guard = self.attempt_guard(task, spec)
         try:
             result = handler.execute_task(task, ctx) if guard is None else guard.run(handler.execute_task, task, ctx)
         except Exception as exc:
-            _in_task_body.reset(token)
+            in_task_body.reset(token)
             if guard is not None and guard.fired is not None:
                 ctx.set_result(task.task_id, exc)  # the handler stored the stop's carrier
             ctx.end_attempt(task)
@@ -159,10 +159,10 @@ class WorkflowEngine:
             self._failed(ctx, spec, tc.base_id, tc.scheduled, exc, queue)
             return
         except BaseException:
-            _in_task_body.reset(token)
+            in_task_body.reset(token)
             ctx.end_attempt(task)
             raise
-        _in_task_body.reset(token)
+        in_task_body.reset(token)
         ctx.end_attempt(task)
         tracer.on_task_end(task.task_id, ctx, result, None)
         task_id = task.task_id

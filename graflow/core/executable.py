@@ -120,7 +120,6 @@ class Task(Executable):
 Task.__module__ = "graflow.core.task"
 
 
-
 class SequentialTask(Executable):
     """An ordered chain of executables whose ends link to other nodes."""
 
@@ -193,6 +192,9 @@ def _is_connection(value: object) -> bool:
 class ParallelGroup(Executable):
     """A group node; its members are in ``tasks`` and are not linked to it by edges."""
 
+    #: A Redis client given in ``backend_config``: this process only, never pickled.
+    _backend_client: Any = None
+
     def __init__(self, tasks: list[Executable], name: str | None = None) -> None:
         self.tasks: list[Executable] = [head(check_executable(t, "|")) for t in tasks]
         self._sources: list[Executable] = list(tasks)
@@ -201,7 +203,6 @@ class ParallelGroup(Executable):
         self.policy: GroupExecutionPolicy = StrictGroupPolicy()
         self.backend: CoordinationBackend = CoordinationBackend.THREADING
         self.backend_config: dict[str, Any] = {}
-        self._backend_client: Any = None
         if wf is not None:
             self._register(wf)
 
@@ -278,8 +279,6 @@ class ParallelGroup(Executable):
 
     def __repr__(self) -> str:
         return f"ParallelGroup({self._task_id!r}, {self.member_ids})"
-
-    _backend_client: Any = None  # what an unpickled group (which never holds one) reads
 
 
 def _has_edges(group: ParallelGroup, wf: WorkflowContext) -> bool:

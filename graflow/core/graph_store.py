@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
 
 
-
 def graph_ttl() -> int:
     return settings.current().graph_ttl
 

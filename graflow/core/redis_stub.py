@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from graflow.redisconn import ConnectionDescriptor
 
 
-
 @dataclass
 class RedisRunStub:
     session_id: str

@@ -11,7 +11,6 @@ from graflow.core.scope import (
     clear_workflow_context,
     current_workflow_context,
     get_current_workflow_context,
-    in_task_body,
     install_workflow_factory,
     operator_workflow,
     registration_target,
@@ -168,8 +167,6 @@ def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:
 
 
 install_workflow_factory(WorkflowContext)
-
-_in_task_body = in_task_body  # the name the engine used before graflow.core.scope
 
 __all__ = [
     "WorkflowContext",

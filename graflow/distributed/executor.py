@@ -11,12 +11,12 @@ from typing import Any
 import msgspec
 
 from graflow.codec import SecretKey
+from graflow.core.cycle import base_task_id
 from graflow.core.graph import TaskGraph
 from graflow.core.group import ParallelGroup
 from graflow.core.handler import TaskResult
 from graflow.core.local_queue import LocalTaskQueue
 from graflow.core.queue import TaskSpec
-from graflow.core.task import base_task_id
 from graflow.core.task_context import CheckpointRequest
 from graflow.distributed import dispatch
 from graflow.distributed.pool_context import PoolContext

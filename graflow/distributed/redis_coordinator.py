@@ -29,14 +29,13 @@ logger = logging.getLogger("graflow.coordination")
 REPORT_EVERY = 30.0
 
 
-def _client(ctx: ExecutionContext, config: dict[str, Any], given: Any = None) -> tuple[Any, str]:
+def _client(ctx: ExecutionContext, config: dict[str, Any], given: Any) -> tuple[Any, str]:
     """The client to coordinate with: the one given to ``with_execution`` (any
     ``decode_responses``: a binary twin is derived), its connection settings, else the
     run's channel's own."""
     from graflow.redisconn import client_from
 
     prefix = str(config.get("key_prefix") or getattr(ctx.channel, "namespace", None) or keys.DEFAULT_PREFIX)
-    given = given if given is not None else config.get("redis_client")
     if given is not None or config.get("url") or config.get("host"):
         client = client_from(
             redis_client=given, url=config.get("url"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graflow.exceptions import ValueTooLargeError
+from graflow.exceptions import RedisUnavailableError, ValueTooLargeError
 
 
 def lost_redis(client: Any, exc: BaseException) -> bool:
@@ -19,8 +19,6 @@ def lost_redis(client: Any, exc: BaseException) -> bool:
     other server is the task's error, as usual.
     """
     import redis
-
-    from graflow.exceptions import RedisUnavailableError
 
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
     address = f"{kwargs['host']}:{kwargs.get('port', 6379)}" if kwargs.get("host") else str(kwargs.get("path") or "")

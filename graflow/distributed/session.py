@@ -16,6 +16,7 @@ from graflow import keys, settings
 from graflow.defaults import DEFAULT_SESSION_TTL
 from graflow.distributed import liveness, scripts
 from graflow.limits import send_checked
+from graflow.redisconn import as_text
 
 logger = logging.getLogger("graflow.distributed")
 FINAL_STATES = frozenset({"completed", "failed", "canceled", "terminated"})
@@ -69,10 +70,6 @@ def with_retry(fn: Any, what: str) -> Any:
 def _decode(raw: Any) -> dict[str, Any]:
     result: dict[str, Any] = msgspec.json.decode(raw)
     return result
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SessionStore:
@@ -189,7 +186,7 @@ class SessionStore:
 
     def meta(self) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.meta)
-        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "error_blob"}
+        return {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "error_blob"}
 
     def error_blob(self) -> bytes | None:
         blob: bytes | None = self.client.hget(self.keys.meta, "error_blob")
@@ -203,7 +200,7 @@ class SessionStore:
         pipe.hlen(self.keys.pending)
         pipe.hlen(self.keys.running)
         meta, completed, pending, running = pipe.execute()
-        fields = {_text(k): _text(v) for k, v in meta.items() if _text(k) != "error_blob"}
+        fields = {as_text(k): as_text(v) for k, v in meta.items() if as_text(k) != "error_blob"}
         return fields, int(completed), int(pending), int(running)
 
     def snapshot(self) -> dict[str, Any]:
@@ -224,18 +221,18 @@ class SessionStore:
 
         return {
             "steps": int(steps or 0),
-            "completed": [_text(c) for c in completed],
+            "completed": [as_text(c) for c in completed],
             "cycles": flat(cycles),
             "retries": flat(retries),
             "joins": flat(joins),
-            "known": [_text(t) for t in known],
+            "known": [as_text(t) for t in known],
             "pending": pending,
             "running": running,
         }
 
     def group(self, run: str) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.group(run))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def is_known(self, task_id: str) -> bool:
         return bool(self.client.sismember(self.keys.known, task_id))
@@ -253,14 +250,14 @@ class SessionStore:
         return list(self.client.hvals(self.keys.pending))
 
     def completed(self) -> list[str]:
-        return [_text(t) for t in self.client.zrange(self.keys.completed, 0, -1)]
+        return [as_text(t) for t in self.client.zrange(self.keys.completed, 0, -1)]
 
     def events(self, count: int = 20) -> list[dict[str, Any]]:
         """The last ``count`` events, oldest first."""
         out = []
         for entry_id, fields in reversed(self.client.xrevrange(self.keys.log, count=count)):
-            data = {_text(k): _text(v) for k, v in fields.items()}
-            ms = int(_text(entry_id).split("-")[0])
+            data = {as_text(k): as_text(v) for k, v in fields.items()}
+            ms = int(as_text(entry_id).split("-")[0])
             out.append({"time": ms / 1000.0, "event": data.get("event", ""), "data": _decode(data.get("data", "{}"))})
         return out
 
@@ -294,8 +291,8 @@ class SessionStore:
     def purge(self) -> int:
         """Delete every key of the session; returns how many."""
         names: list[Any] = list(self.keys.fixed())
-        names += [self.keys.dynamic_task(_text(t)) for t in self.client.smembers(self.keys.known)]
-        names += [self.keys.group(_text(g)) for g in self.client.smembers(self.keys.groups)]
+        names += [self.keys.dynamic_task(as_text(t)) for t in self.client.smembers(self.keys.known)]
+        names += [self.keys.group(as_text(g)) for g in self.client.smembers(self.keys.groups)]
         names += list(self.client.smembers(self.keys.dynkeys))
         names += self.channel_keys()
         liveness.release(self.client, self.prefix, self.session_id)

@@ -36,13 +36,11 @@ from graflow.distributed.rqapi.layout import (
     now,
     utcformat,
 )
+from graflow.redisconn import as_text
 
 if TYPE_CHECKING:
     from graflow.distributed.rqapi import Queue
     from graflow.worker.rq_worker import GraflowWorker
-
-#: Execution hash key prefix (``Execution.key`` is ``rq:execution:{job_id}:{execution_id}``).
-_EXECUTION_PREFIX = layout.EXECUTION_PREFIX
 
 # KEYS: the queue keys, in priority order. ARGV: 1 job key prefix, 2 started-registry
 # key prefix, 3 execution id, 4 execution key prefix, 5 executions-registry key prefix,
@@ -288,7 +286,7 @@ def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None)
         worker.leases_key,
     ]
     index = layout.worker_executions_key(worker.name) or ""
-    args = [job.id, execution.id if execution else "", repr(worked), _EXECUTION_PREFIX, state, index]
+    args = [job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index]
     outcome = int(worker.success_script(keys=keys, args=args))
     if outcome >= 0:
         compat.set_execution(worker, None)
@@ -312,7 +310,7 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
             worker.job_class.redis_job_namespace_prefix,
             layout.STARTED_PREFIX,
             execution_id,
-            _EXECUTION_PREFIX,
+            layout.EXECUTION_PREFIX,
             layout.EXECUTIONS_PREFIX,
             ttl,
             int(time.time()) + ttl + 60,  # ExecutionRegistry.add's score
@@ -331,7 +329,7 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
     )
     if not found:
         return None
-    queue_key, job_id, flat = _text(found[0]), _text(found[1]), found[2]
+    queue_key, job_id, flat = as_text(found[0]), as_text(found[1]), found[2]
     job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
     job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))  # the hash as started
     execution = Execution(
@@ -341,10 +339,6 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
     compat.set_execution(worker, execution)
     _mark_busy(worker, job, moment)
     return job, worker.queue_for_key(queue_key)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 __all__ = [

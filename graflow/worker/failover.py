@@ -282,10 +282,6 @@ return 1
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """rq failure callback on graflow jobs: when rq's own cleanup (``rq info``, a dashboard,
     a plain rq worker) abandons a job before the reaper does, redeliver it anyway, with

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graflow import keys
+from graflow.redisconn import as_text
 
 #: Seconds an expired lease stays claimed by the pass that returned it.
 CLAIM = 5.0
@@ -97,10 +98,6 @@ class PassResult:
     stuck: list[tuple[str, str]]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class LeasePass:
     """Renews leases and finds the expired ones, one ``PASS`` per call."""
 
@@ -124,9 +121,9 @@ class LeasePass:
         args += [keys.worker_alive(self.prefix, name) for name in alive]
         reply = self._script(keys=self.keys, args=args)
         return PassResult(
-            now=float(_text(reply[0])),
-            expired=[_text(m) for m in reply[1]],
-            stuck=[(_text(pair[0]), _text(pair[1])) for pair in reply[2]],
+            now=float(as_text(reply[0])),
+            expired=[as_text(m) for m in reply[1]],
+            stuck=[(as_text(pair[0]), as_text(pair[1])) for pair in reply[2]],
         )
 
 

@@ -75,7 +75,6 @@ class SlotHistory:
         return delay
 
 
-
 __all__ = [
     "DEFAULT_CRASH_LOOP_DEATHS",
     "DEFAULT_CRASH_LOOP_WINDOW",

@@ -23,7 +23,6 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from graflow.defaults import DEFAULT_HEARTBEAT, DEFAULT_MAX_REDELIVERIES, DEFAULT_URL
 from graflow.exceptions import ConfigError
-from graflow.keys import DEFAULT_PREFIX
 from graflow.redisconn import mask_url, parse_redis_url
 from graflow.settings import MIN_HEARTBEAT, Settings
 from graflow.worker.restarts import RestartPolicy
@@ -39,22 +38,45 @@ class WorkerSettings:
     """Everything one ``graflow worker`` invocation needs; build it with ``from_env_and_args``."""
 
     url: str = field(default=DEFAULT_URL, repr=False)
-    queues: tuple[str, ...] = (DEFAULT_PREFIX,)
-    concurrency: int = 1
     burst: bool = False
     name: str = ""
-    prefix: str = DEFAULT_PREFIX
-    heartbeat: float = DEFAULT_HEARTBEAT
-    max_redeliveries: int = DEFAULT_MAX_REDELIVERIES
     imports: tuple[str, ...] = ()
     log_level: str = "INFO"
     fork: bool = False
-    #: Seconds a pooled attempt of a task without ``@task(timeout=)`` may run (None: no limit).
-    task_timeout: float | None = None
-    #: When a dead worker process is restarted and when the supervisor gives up (``restarts``).
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
-    #: Every setting of the process, flags applied (installed by the worker: ``settings.use``).
+    #: Every setting of the process, flags applied (installed by the worker: ``settings.use``);
+    #: the queues, prefix, concurrency, lease and limits below are read from it.
     settings: Settings = field(default_factory=Settings)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self.settings.served_queues
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.key_prefix
+
+    @property
+    def concurrency(self) -> int:
+        return self.settings.concurrency
+
+    @property
+    def heartbeat(self) -> float:
+        return self.settings.heartbeat
+
+    @property
+    def max_redeliveries(self) -> int:
+        return self.settings.max_redeliveries
+
+    @property
+    def task_timeout(self) -> float | None:
+        """Seconds a pooled attempt of a task without ``@task(timeout=)`` may run (None: no limit)."""
+        return self.settings.task_timeout
+
+    @property
+    def restart(self) -> RestartPolicy:
+        """When a dead worker process is restarted and when the supervisor gives up (``restarts``)."""
+        s = self.settings
+        return RestartPolicy(s.restart_backoff, s.restart_backoff_max, s.crash_loop_deaths, s.crash_loop_window)
 
     @property
     def display_url(self) -> str:
@@ -121,23 +143,11 @@ class WorkerSettings:
             )
         return cls(
             url=final_url,
-            queues=resolved.served_queues,
-            concurrency=resolved.concurrency,
             burst=bool(burst),
             name=name or f"{socket.gethostname()}-{os.getpid()}",
-            prefix=resolved.key_prefix,
-            heartbeat=resolved.heartbeat,
-            max_redeliveries=resolved.max_redeliveries,
             imports=tuple(imports),
             log_level=level,
             fork=bool(fork),
-            task_timeout=resolved.task_timeout,
-            restart=RestartPolicy(
-                backoff=resolved.restart_backoff,
-                backoff_max=resolved.restart_backoff_max,
-                deaths=resolved.crash_loop_deaths,
-                window=resolved.crash_loop_window,
-            ),
             settings=resolved,
         )
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from graflow import keys
 from graflow.exceptions import ConfigError
+from graflow.redisconn import as_text
 from graflow.worker import leases
 
 log = logging.getLogger("graflow.worker")
@@ -123,7 +124,7 @@ def read_registration(connection: Any, name: str) -> Registration | None:
     raw = connection.hgetall(worker_key(name))
     if not raw:
         return None
-    return Registration(name, {_text(k): _text(v) for k, v in raw.items()})
+    return Registration(name, {as_text(k): as_text(v) for k, v in raw.items()})
 
 
 def drop_registration(connection: Any, name: str, queues: Iterable[str]) -> None:
@@ -160,9 +161,9 @@ def hand_back_jobs(
             if not held:
                 continue  # stopping: the reaper gives the job away after its lease
             for member in connection.zrange(registry.key, 0, -1):
-                text = _text(member)
+                text = as_text(member)
                 job_id = text.rsplit(":", 1)[0] if ":" in text else text
-                if _text(connection.hget(Job.key_for(job_id), "worker_name") or b"") != name:
+                if as_text(connection.hget(Job.key_for(job_id), "worker_name") or b"") != name:
                     continue
                 try:
                     job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
@@ -239,7 +240,6 @@ def claim_name(
     return reason
 
 
-
 def _process_state(pid: int) -> str | None:
     """The state letter of process ``pid`` (``Z`` for a zombie), ``"?"`` if alive but
     unreadable, None if there is no such process."""
@@ -269,10 +269,6 @@ def _process_started_at(pid: int) -> float | None:
         return btime + int(fields[19]) / ticks
     except (OSError, ValueError, IndexError, StopIteration):
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 __all__ = [

@@ -20,8 +20,6 @@ from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import utcformat, utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
-from graflow.distributed.rqapi.compat import RQ_MAJOR
-
 #: ``rq:job:`` - a job's hash is ``JOB_PREFIX + job_id``.
 JOB_PREFIX: str = Job.redis_job_namespace_prefix
 #: ``rq:queue:`` - a queue's list of waiting job ids.
@@ -75,7 +73,7 @@ def now() -> datetime:
 
 #: rq 3 writes the execution's ``job_id`` into its hash, and the worker index; rq 2
 #: writes the worker hash's ``current_job`` and ``current_job_working_time`` instead.
-WRITES_WORKER_CURRENT_JOB = RQ_MAJOR < 3
+WRITES_WORKER_CURRENT_JOB = _WORKER_EXECUTIONS is None
 
 __all__ = [
     "DEFAULT_LOGGING_DATE_FORMAT",
