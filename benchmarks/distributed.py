@@ -1,7 +1,9 @@
 """Pool throughput: a 200-task fan-out and a 200-step chain on 1 and 2 workers, plus raw rq;
-then graflow's lean bookkeeping against rq's own job path.
+then graflow's lean bookkeeping against rq's own job path; then the producer-driven group
+fan-out built the way upstream Graflow documents it.
 
     python benchmarks/distributed.py [--runs 5] [--tasks 200] [--paths-jobs 1000]
+                                     [--compare PYTHON [--rounds 3]]
 
 Starts its own Redis and ``graflow worker`` processes. The baseline is rq itself
 running the same number of no-op jobs on the same number of in-process
@@ -13,6 +15,13 @@ baseline; chain <= 3 ms per hop.
 through ``GraflowWorker`` with its lean steps off, and through graflow's lean path, in
 this process: jobs/s and Redis round trips per job, the numbers that justify graflow
 re-doing rq's job writes (docs/rq.md). ``--paths-jobs 0`` skips it.
+
+``upstream_group`` (``_upstream_group.py``): ``source >> parallel(200 members)
+.with_execution(backend=REDIS, backend_config={"redis_client": r, "key_prefix": p}) >> sink``
+with ``r = redis.Redis(..., decode_responses=True)``, run by the producer's engine on a Redis
+channel, members on 2 ``python -m graflow.worker.main`` workers. ``--compare PYTHON`` runs the
+same program under another interpreter that has ``graflow==0.2.0`` installed, alternating
+with ours for ``--rounds`` rounds, and reports both medians and the ratio (target >= 1.5).
 """
 
 from __future__ import annotations
@@ -119,6 +128,35 @@ def time_raw_rq(url: str, queue: str, n: int) -> float:
     return time.perf_counter() - start
 
 
+def group_fanout(python: str, url: str, prefix: str, n: int, runs: int) -> dict[str, Any]:
+    """One interpreter's producer-driven group fan-out (``_upstream_group.py``), as JSON."""
+    import json
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_upstream_group.py")
+    out = subprocess.run(
+        [python, script, url, prefix, "--workers", "2", "--tasks", str(n), "--runs", str(runs)],
+        check=True, capture_output=True, text=True, timeout=600, cwd=os.path.dirname(script),
+    )  # fmt: skip
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def compare_group(url: str, n: int, runs: int, other: str | None, rounds: int) -> dict[str, Any]:
+    """Ours (and ``other``'s) group fan-out, alternating per round so both see the same noise."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for r in range(rounds if other else 1):
+        ours.append(group_fanout(sys.executable, url, f"grp-ours{r}", n, runs)["group_tasks_per_s"])
+        if other:
+            theirs.append(group_fanout(other, url, f"grp-up{r}", n, runs)["group_tasks_per_s"])
+    result: dict[str, Any] = {"workers": 2, "members": n, "ours_tasks_per_s": statistics.median(ours),
+                              "ours_rounds": ours}  # fmt: skip
+    if other:
+        result.update(upstream_python=other, upstream_tasks_per_s=statistics.median(theirs),
+                      upstream_rounds=theirs,
+                      ratio=round(statistics.median(ours) / statistics.median(theirs), 2))  # fmt: skip
+    return result
+
+
 def median(fn: Any, runs: int) -> float:
     fn()  # warm-up: workers load the graph once
     return statistics.median(fn() for _ in range(runs))
@@ -130,6 +168,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--paths-jobs", type=int, default=1000, help="jobs per run of the rq path comparison")
     parser.add_argument("--skip-pool", action="store_true", help="only the rq path comparison")
+    parser.add_argument("--skip-group", action="store_true", help="skip the upstream-style group fan-out")
+    parser.add_argument("--compare", metavar="PYTHON", help="an interpreter with graflow==0.2.0 installed")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare")
     args = parser.parse_args()
     n = args.tasks
     results: dict[str, Any] = {"runs": args.runs, "tasks": n}
@@ -160,6 +201,8 @@ def main() -> None:
             }
         if args.paths_jobs > 0:
             results["rq_paths"] = compare(server.url, args.paths_jobs, args.runs)
+        if not args.skip_group:
+            results["upstream_group"] = compare_group(server.url, n, args.runs, args.compare, args.rounds)
     emit("distributed", results)
 
 

@@ -165,15 +165,17 @@ def start_group(store: SessionStore, wire: Wire, group: ParallelGroup, branch: B
     engine = PoolEngine(wire, branch, "")
     members = []
     for member in group.tasks:
+        # A group a worker starts is finished by a worker ("pool"), also when it is nested in
+        # a branch of a producer-driven group: ``driver`` belongs to the member's group run.
         w = engine.child(
             member.task_id, group_id=group.task_id, group_run=run, branch_id=member.task_id,
-            parent_task_id=group.task_id,
+            parent_task_id=group.task_id, driver="pool",
         )  # fmt: skip
         members.append([member.task_id, w.spec_id, encode(w).decode()])
     parent = [branch.run, branch.branch_id, branch.group_id] if branch.run else None
     outcome = store.group_start({
         "spec_id": wire.spec_id, "attempt": wire.attempt, "group_id": group.task_id, "run": run,
-        "members": members, "parent": parent, "spec": encode(wire).decode(), "driver": wire.driver,
+        "members": members, "parent": parent, "spec": encode(wire).decode(), "driver": "pool",
     })  # fmt: skip
     from graflow.crash import crash_point
 
@@ -212,7 +214,8 @@ def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str,
     end = msgspec.json.decode(record["end"]) if record.get("end") else None
     requests = msgspec.json.decode(record["requests"]) if record.get("requests") else []
     report = GroupOutcome(group_id, end, requests)
-    engine = PoolEngine(wire, branch, worker, retry_of=group_wire)
+    # What follows the group belongs to the branch the group ran in, and to that run's driver.
+    engine = PoolEngine(msgspec.structs.replace(wire, driver=group_wire.driver), branch, worker, retry_of=group_wire)
     local = TaskSpec(group, ctx, group_id=branch.group_id, _spec_id=wire.spec_id)
     if not report.cancel_called:
         try:

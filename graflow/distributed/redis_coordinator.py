@@ -123,11 +123,14 @@ def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | Non
     pubsub.subscribe(store.keys.events)
     try:
         while True:
-            record: dict[str, str] = store.group(group_run)
-            if record and int(record.get("finished", 0)) >= int(record.get("branches", 1)):
+            # Two small fields per wake-up; the whole record (every branch's result) once.
+            finished, branches = store.client.hmget(store.keys.group(group_run), "finished", "branches")
+            if finished is not None and int(finished) >= int(branches or 1):
+                record: dict[str, str] = store.group(group_run)
                 return record
             now = time.monotonic()
             if deadline is not None and now >= deadline:
+                record = store.group(group_run)
                 waiting = [m.task_id for m in group.tasks if f"res:{m.task_id}" not in record]
                 raise GraflowRuntimeError(
                     f"group {group.task_id!r}: branches {waiting} did not finish within {timeout}s on the pool",
@@ -135,10 +138,13 @@ def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | Non
                     task_id=group.task_id,
                 )
             if now >= next_report:
+                record = store.group(group_run)
                 waiting = [m.task_id for m in group.tasks if f"res:{m.task_id}" not in record]
                 logger.info("group %s waits for branches %s; live workers: %s", group.task_id, waiting, _workers(store.client))
                 next_report = now + REPORT_EVERY
-            pubsub.get_message(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
+            if pubsub.get_message(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - now))):
+                while pubsub.get_message(timeout=0.0):  # one check for a burst of events
+                    pass
     finally:
         pubsub.close()
 

@@ -78,14 +78,19 @@ def _num(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def connect(redis_url: str) -> Any:
-    """A binary client for ``redis_url`` that answers (``RedisUnavailableError`` otherwise)."""
-    from graflow.redisconn import client_from, wrap_connection_errors
+def connect(redis: str | Any) -> tuple[Any, str]:
+    """A binary client that answers (``RedisUnavailableError`` otherwise) and the URL it
+    is shown by (no password), for a URL or a redis-py client of either
+    ``decode_responses``: the caller's client is used as is or a binary twin derived."""
+    from graflow.redisconn import ConnectionDescriptor, client_from, wrap_connection_errors
 
-    client = client_from(url=redis_url)
-    with wrap_connection_errors(redis_url):
+    if isinstance(redis, str):
+        client, url = client_from(url=redis), redis
+    else:
+        client, url = client_from(redis_client=redis), ConnectionDescriptor.from_client(redis).to_url()
+    with wrap_connection_errors(url):
         client.ping()
-    return client
+    return client, url
 
 
 class WorkflowRun:
@@ -109,7 +114,7 @@ class WorkflowRun:
         self.redis_url = redis_url
         self.key_prefix = key_prefix
         self.secret_key = secret_key
-        self.client = client if client is not None else connect(redis_url)
+        self.client = client if client is not None else connect(redis_url)[0]
         self.store = SessionStore(self.client, key_prefix, session_id)
         self._channel: RedisChannel | None = None
 

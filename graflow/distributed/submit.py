@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def submit(
     graph: TaskGraph | WorkflowContext,
-    redis_url: str = "redis://localhost:6379/0",
+    redis_url: str | Any = "redis://localhost:6379/0",
     *,
     queue: str = "graflow",
     initial_channel: dict[str, Any] | None = None,
@@ -35,6 +35,9 @@ def submit(
     session_id: str | None = None,
 ) -> WorkflowRun:
     """Upload the graph, create the session, enqueue the start task, return a handle.
+
+    ``redis_url`` is a URL or a redis-py client (either ``decode_responses``; graflow
+    derives the binary client it needs from the client's connection settings).
 
     ``session_id`` (default: a uuid4 hex) must be 1-64 of ``A-Z a-z 0-9 _ -``; ``queue`` and
     ``key_prefix`` 1-64 of those and ``.`` ``:`` (``graflow.identifiers``): anything else is
@@ -56,7 +59,7 @@ def submit(
     task_graph = graph.graph if isinstance(graph, WorkflowContext) else graph
     start = resolve_start_node(task_graph, start_node, name)
     payload, graph_hash = pickle_graph(task_graph)
-    client = connect(redis_url)
+    client, redis_url = connect(redis_url)
     chosen = session_id is not None
     session_id = session_id or uuid.uuid4().hex
     with wrap_connection_errors(redis_url):

@@ -1,8 +1,11 @@
 """Behaviour tests: one workflow, run by every driver (see docs/architecture.md).
 
-The ``driver`` fixture is parametrized over both drivers: ``"local"`` (the in-process
-``WorkflowEngine``) and ``"pool"`` (the same workflow submitted to two rq worker
-subprocesses). ``drivers_in_lockstep`` gives both at once, the pool with one worker
+The ``driver`` fixture is parametrized over both drivers and the kinds of Redis client a
+user may hand graflow (``DRIVERS``): ``"local"`` (the in-process ``WorkflowEngine``),
+``"pool"`` and ``"pool-text"`` (the same workflow submitted to two rq worker subprocesses,
+with a URL or a ``decode_responses=True`` client), and ``"producer-bytes"`` /
+``"producer-text"`` (the in-process engine on a Redis channel made from the user's client,
+every parallel group's branches on the workers, as upstream documents it). ``drivers_in_lockstep`` gives both at once, the pool with one worker
 (tests/behaviour/test_differential.py). A test that takes ``driver`` must therefore:
 
 * record what ran through the run's channel (``ctx.get_channel().append(...)``), never
@@ -96,13 +99,81 @@ class LocalDriver:
         )
 
 
-class PoolDriver:
-    """Two ``graflow worker`` subprocesses; the workflow is submitted and waited for."""
+def user_client(redis_url: str, kind: str) -> Any:
+    """A client as a user makes one: ``kind`` "text" is ``decode_responses=True`` (upstream's
+    docs and examples), "bytes" the redis-py default."""
+    import redis
 
-    name = "pool"
+    client = redis.Redis.from_url(redis_url, decode_responses=(kind == "text"))
+    _clients.append(client)
+    return client
 
-    def __init__(self, pool: Any) -> None:
+
+_clients: list[Any] = []  # closed after each test by the ``driver`` fixture
+
+
+class ProducerDriver(LocalDriver):
+    """The in-process engine on a Redis channel made from a user's client, with every
+    parallel group run on the worker pool the way upstream documents it
+    (``with_execution(backend=REDIS, backend_config={"redis_client": r, "key_prefix": p})``).
+    ``kind`` is the client's kind (see ``user_client``)."""
+
+    def __init__(self, pool: Any, kind: str) -> None:
         self.pool = pool
+        self.kind = kind
+        self.name = f"producer-{kind}"
+
+    def run(
+        self,
+        wf: Any,
+        start_node: str | None = None,
+        *,
+        initial_channel: dict[str, Any] | None = None,
+        max_steps: int = 10000,
+    ) -> Outcome:
+        from graflow.core.context import ExecutionContext
+        from graflow.core.coordinator import CoordinationBackend
+        from graflow.core.engine import WorkflowEngine
+        from graflow.core.executable import ParallelGroup
+
+        client = user_client(self.pool.redis_url, self.kind)
+        config = {"redis_client": client, "key_prefix": self.pool.prefix}
+        for node in wf.graph.nodes:
+            task = wf.graph.get_node(node)
+            if isinstance(task, ParallelGroup):
+                task.with_execution(backend=CoordinationBackend.REDIS, backend_config={**config, "queue": self.pool.queue})
+        ctx = ExecutionContext.create(
+            wf.graph, start_node, max_steps=max_steps, channel_backend="redis", config=config
+        )
+        for key, value in (initial_channel or {}).items():
+            ctx.channel.set(key, value)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = WorkflowEngine().execute(ctx)
+        except Exception as exc:
+            error = exc
+        return Outcome(
+            result=result,
+            completed_tasks=list(ctx.completed_tasks),
+            steps=ctx.steps,
+            stop_reason=ctx.stop_reason,
+            max_steps_reached=bool(ctx.max_steps_reached),
+            channel=ctx.channel,
+            error=error,
+            session_id=ctx.session_id,
+        )
+
+
+class PoolDriver:
+    """Two ``graflow worker`` subprocesses; the workflow is submitted and waited for.
+    ``kind`` None submits with the pool's URL; "text"/"bytes" with a user's client of
+    that kind (see ``user_client``)."""
+
+    def __init__(self, pool: Any, kind: str | None = None) -> None:
+        self.pool = pool
+        self.kind = kind
+        self.name = "pool" if kind is None else f"pool-{kind}"
 
     def run(
         self,
@@ -115,8 +186,9 @@ class PoolDriver:
         from graflow.distributed import submit
         from graflow.exceptions import WorkflowFailedError
 
+        target = self.pool.redis_url if self.kind is None else user_client(self.pool.redis_url, self.kind)
         handle = submit(
-            wf, self.pool.redis_url, queue=self.pool.queue, key_prefix=self.pool.prefix,
+            wf, target, queue=self.pool.queue, key_prefix=self.pool.prefix,
             initial_channel=initial_channel, start_node=start_node, max_steps=max_steps,
         )  # fmt: skip
         result: Any = None
@@ -141,7 +213,11 @@ class PoolDriver:
         )
 
 
-DRIVERS: dict[str, type] = {"local": LocalDriver, "pool": PoolDriver}
+# "local": the in-process engine, memory channel. "pool": submitted to the workers with a
+# URL (graflow's own binary client). "pool-text": submitted with a decode_responses=True
+# client. "producer-text"/"producer-bytes": the in-process engine on a Redis channel made
+# from a user's client of that kind, every group's branches on the workers.
+DRIVERS = ("local", "pool", "pool-text", "producer-bytes", "producer-text")
 
 
 @pytest.fixture(scope="session")
@@ -170,12 +246,20 @@ def drivers_in_lockstep(redis_url: str, tmp_path_factory: pytest.TempPathFactory
         yield LocalDriver(), PoolDriver(pool)
 
 
-@pytest.fixture(params=sorted(DRIVERS))
-def driver(request: pytest.FixtureRequest) -> Driver:
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     """Runs a workflow with one of the drivers; see the module docstring for the rules."""
-    if request.param == "pool":
-        return PoolDriver(request.getfixturevalue("worker_pool"))
-    return LocalDriver()
+    name: str = request.param
+    if name == "local":
+        yield LocalDriver()
+        return
+    pool = request.getfixturevalue("worker_pool")
+    if name.startswith("producer-"):
+        yield ProducerDriver(pool, name.removeprefix("producer-"))
+    else:
+        yield PoolDriver(pool, name.removeprefix("pool-") if "-" in name else None)
+    while _clients:
+        _clients.pop().close()
 
 
 @pytest.fixture(autouse=True)

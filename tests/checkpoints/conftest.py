@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class Backend:
-    """The channel a test's runs use; ``contexts`` collects every context created."""
+    """The channel a test's runs use; ``contexts`` collects every context created.
+    ``name`` is the channel backend ("memory"/"redis"), ``variant`` the fixture's param."""
 
-    def __init__(self, name: str, config: dict[str, Any] | None) -> None:
-        self.name = name
+    def __init__(self, variant: str, config: dict[str, Any] | None) -> None:
+        self.variant = variant
+        self.name = variant.split("-")[0]
         self.config = config
         self.contexts: list[Any] = []
 
@@ -43,18 +46,28 @@ class Backend:
         return {"channel_backend": "redis", "config": dict(self.config or {})}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def backend(request: Any, monkeypatch: pytest.MonkeyPatch) -> Backend:
+@pytest.fixture(params=["memory", *(pytest.param(v, marks=pytest.mark.redis)
+                                     for v in ("redis", "redis-text", "redis-bytes"))])  # fmt: skip
+def backend(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """Runs ``wf.execute(...)`` as written on a memory channel, or on a Redis channel.
 
-    The product page's code is run unchanged: for "redis", ``WorkflowContext.execute``
-    gets ``channel_backend="redis"`` and the test's Redis/key prefix as defaults.
+    The product page's code is run unchanged: for "redis*", ``WorkflowContext.execute``
+    gets ``channel_backend="redis"`` and the test's Redis/key prefix as defaults; the
+    Redis is named by URL ("redis") or by a client the user made, with
+    ``decode_responses=True`` ("redis-text", as upstream's docs do) or the default
+    ("redis-bytes"). Resuming must reconnect from the checkpoint alone in every case.
     """
     config = None
-    if request.param == "redis":
+    client = None
+    if request.param != "memory":
         request.getfixturevalue("redis_client")  # deletes the prefix's keys afterwards
-        config = {"url": request.getfixturevalue("redis_url"),
-                  "key_prefix": request.getfixturevalue("key_prefix")}  # fmt: skip
+        url = request.getfixturevalue("redis_url")
+        config = {"url": url, "key_prefix": request.getfixturevalue("key_prefix")}
+        if request.param != "redis":
+            import redis
+
+            client = redis.Redis.from_url(url, decode_responses=request.param == "redis-text")
+            config = {"redis_client": client, "key_prefix": config["key_prefix"]}
     chosen = Backend(request.param, config)
     create = ExecutionContext.create.__func__  # type: ignore[attr-defined]
 
@@ -64,7 +77,7 @@ def backend(request: Any, monkeypatch: pytest.MonkeyPatch) -> Backend:
         return ctx
 
     monkeypatch.setattr(ExecutionContext, "create", classmethod(recording_create))
-    if request.param == "redis":
+    if chosen.name == "redis":
         original = WorkflowContext.execute
 
         def execute(self: WorkflowContext, *args: Any, **kwargs: Any) -> Any:
@@ -73,4 +86,6 @@ def backend(request: Any, monkeypatch: pytest.MonkeyPatch) -> Backend:
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(WorkflowContext, "execute", execute)
-    return chosen
+    yield chosen
+    if client is not None:
+        client.close()
