@@ -1,4 +1,4 @@
-"""Hand activations to rq: one job per activation, batched in one pipeline.
+"""Hand activations to rq: one job per activation, batched in pipelines (``FLUSH_EVERY``).
 
 Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
 rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
@@ -35,6 +35,11 @@ def _callback() -> Any:
 
 def job_id(spec: TaskSpec) -> str:
     return f"gf-{spec.session_id}-{spec.spec_id}-a{spec.attempt}"
+
+
+#: Jobs per round trip when ``enqueue`` owns the pipeline. A group's members are handed
+#: over in slices so the first ones run while the producer still builds the rest.
+FLUSH_EVERY = 16
 
 
 def description(spec: TaskSpec) -> str:
@@ -97,7 +102,9 @@ def enqueue(
             # transaction even with no dependencies); a private use (rqapi/private.py).
             queue._enqueue_job(job, pipeline=pipe)
         ids.append(job.id)
-    if pipeline is None:
+        if pipeline is None and len(ids) % FLUSH_EVERY == 0:
+            pipe.execute()  # workers start on the first jobs while the rest are built
+    if pipeline is None and len(ids) % FLUSH_EVERY:
         pipe.execute()
     return ids
 
