@@ -352,7 +352,7 @@ PathOrFile = str | os.PathLike[str] | IO[bytes]
 
 def dump(
     obj: Any,
-    fp_or_path: PathOrFile,
+    file: PathOrFile,
     purpose: Purpose | int = Purpose.VALUE,
     *,
     secret_key: SecretKey = None,
@@ -364,10 +364,10 @@ def dump(
     the target, so a crash never leaves a torn file behind.
     """
     data = dumps(obj, purpose, secret_key=secret_key, compress=compress)
-    if not isinstance(fp_or_path, (str, os.PathLike)):
-        fp_or_path.write(data)
+    if not isinstance(file, (str, os.PathLike)):
+        file.write(data)
         return
-    path = os.fspath(fp_or_path)
+    path = os.fspath(file)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".graflow-", suffix=".tmp", dir=directory)
     try:
@@ -383,7 +383,7 @@ def dump(
 
 
 def load(
-    fp_or_path: PathOrFile,
+    file: PathOrFile,
     purpose: Purpose | int | None = None,
     *,
     secret_key: SecretKey = None,
@@ -391,12 +391,12 @@ def load(
     from_redis: bool = False,
 ) -> Any:
     """Read and verify an envelope from a binary file object or a path."""
-    if isinstance(fp_or_path, (str, os.PathLike)):
-        path = os.fspath(fp_or_path)
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
         with open(path, "rb") as fh:
             data = fh.read()
         where = source or f"file {path!r}"
     else:
-        data = fp_or_path.read()
-        where = source or f"file {getattr(fp_or_path, 'name', '<stream>')!r}"
+        data = file.read()
+        where = source or f"file {getattr(file, 'name', '<stream>')!r}"
     return loads(data, purpose=purpose, secret_key=secret_key, source=where, from_redis=from_redis)

@@ -92,7 +92,17 @@ class GraflowRuntimeError(GraflowError):
 
 
 class TaskError(GraflowRuntimeError):
-    """Kept for upstream compatibility."""
+    """A task failed: upstream's ``TaskError(task_id, message, cause=None)``.
+
+    ``str()`` reads ``Error in task '<task_id>': <message>`` (plus the cause), as upstream;
+    ``message`` keeps that full text. Keyword calls (``message=``, ``task_id=``) still work.
+    """
+
+    def __init__(
+        self, task_id: str | None = None, message: str = "", cause: BaseException | None = None
+    ) -> None:
+        text = f"Error in task '{task_id}': {message}" if task_id is not None else message
+        super().__init__(text, cause, task_id)
 
 
 class CycleLimitExceededError(GraflowRuntimeError):
@@ -108,11 +118,11 @@ class CycleLimitExceededError(GraflowRuntimeError):
 
 class RetryLimitExceededError(GraflowRuntimeError):
     def __init__(
-        self, task_id: str, retry_count: int, max_retries: int, last_error: BaseException | None
+        self, task_id: str, retry_count: int, max_retries: int, last_error: BaseException | None = None
     ) -> None:
+        why = f": {last_error!r}" if last_error is not None else ""
         super().__init__(
-            f"task {task_id!r} failed after {retry_count} attempts "
-            f"(max_retries={max_retries}): {last_error!r}",
+            f"task {task_id!r} failed after {retry_count} attempts (max_retries={max_retries}){why}",
             cause=last_error,
             task_id=task_id,
         )
@@ -369,8 +379,8 @@ def warn(
     warnings.warn(category(message), stacklevel=stacklevel)
 
 
-def as_runtime_error(exc: BaseException) -> GraflowRuntimeError:
+def as_runtime_error(ex: BaseException) -> GraflowRuntimeError:
     """Wrap any exception as a ``GraflowRuntimeError`` (returned unchanged if it is one)."""
-    if isinstance(exc, GraflowRuntimeError):
-        return exc
-    return GraflowRuntimeError(f"An error occurred: {exc}", cause=exc)
+    if isinstance(ex, GraflowRuntimeError):
+        return ex
+    return GraflowRuntimeError(f"An error occurred: {ex}", cause=ex)

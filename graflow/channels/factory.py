@@ -75,9 +75,9 @@ class ChannelFactory:
         cls._requires.pop(key, None)
 
     @classmethod
-    def is_backend_available(cls, name: str | ChannelBackend) -> bool:
+    def is_backend_available(cls, backend: str | ChannelBackend) -> bool:
         try:
-            key = cls._key(name)
+            key = cls._key(backend)
         except ConfigError:
             return False
         if key not in cls._backends:

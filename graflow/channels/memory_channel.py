@@ -40,6 +40,15 @@ class MemoryChannel(Channel):
         """The stored values by key (upstream's attribute; read it, write through ``set``)."""
         return self._data
 
+    @property
+    def ttl_data(self) -> dict[str, float]:
+        """Key -> expiry as a ``time.time()`` timestamp, for keys with a TTL (upstream's
+        attribute). A snapshot: expiry is kept on the monotonic clock, set TTLs with ``set``."""
+        with self._lock:
+            expiry = dict(self._expiry)
+        offset = time.time() - time.monotonic()
+        return {key: deadline + offset for key, deadline in expiry.items()}
+
     def _current(self, key: str) -> Any:
         """The live value or ``_MISSING``; purges an expired key. Hold the key lock."""
         deadline = self._expiry.get(key)

@@ -129,7 +129,10 @@ class TypedChannel(Generic[T]):
             return default
         return value if self.is_valid(value) else None
 
-    set = send
+    def set(self, key: str, value: T, ttl: float | None = None) -> None:
+        """Upstream's name for ``send``."""
+        self.send(key, value, ttl)
+
     get = receive
 
     def append(self, key: str, value: Any, ttl: float | None = None) -> int:
@@ -193,5 +196,5 @@ class ChannelTypeRegistry:
         return sorted(cls._types)
 
     @classmethod
-    def create_channel(cls, channel: Channel, name: str) -> TypedChannel[Any]:
-        return TypedChannel(channel, cls.get(name))
+    def create_channel(cls, channel: Channel, type_name: str) -> TypedChannel[Any]:
+        return TypedChannel(channel, cls.get(type_name))

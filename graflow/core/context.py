@@ -8,8 +8,10 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from graflow.core.context_file import SavedContext
 from graflow.core.current_task import CurrentTask
 from graflow.core.cycle import CycleController
+from graflow.core.engine import WorkflowEngine
 from graflow.core.local_queue import LocalTaskQueue
 from graflow.core.queue import TaskSpec
 from graflow.core.retry import RetryController
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 _CONFIG_SECRET_KEYS = ("redis_client", "password")
 
 
-class ExecutionContext(CurrentTask):
+class ExecutionContext(CurrentTask, SavedContext):
     """The state of one run; shared by every branch of a parallel group."""
 
     def __init__(
@@ -165,8 +167,8 @@ class ExecutionContext(CurrentTask):
         with self._lock:
             self.state.record_completion(task_id)
 
-    def set_result(self, task_id: str, value: Any) -> None:
-        self.channel.set(f"{task_id}.__result__", value)
+    def set_result(self, task_id: str, result: Any) -> None:
+        self.channel.set(f"{task_id}.__result__", result)
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         return self.channel.get(f"{task_id}.__result__", default)
@@ -326,29 +328,11 @@ class ExecutionContext(CurrentTask):
 
     # -- running, saving --------------------------------------------------------------
     def execute(self) -> Any:
-        from graflow.core.engine import WorkflowEngine
-
         return WorkflowEngine().execute(self)
 
     def get_channel(self) -> Channel:
         """The run's channel (upstream has it here too, beside ``TaskExecutionContext``'s)."""
         return self.channel
-
-    def save(self, path: str = "execution_context.pkl") -> None:
-        from graflow.codec import Purpose, dump
-
-        dump(self, path, Purpose.CONTEXT)
-
-    @classmethod
-    def load(cls, path: str = "execution_context.pkl") -> ExecutionContext:
-        from graflow.codec import Purpose, load
-
-        ctx = load(path, Purpose.CONTEXT)
-        if not isinstance(ctx, ExecutionContext):
-            from graflow.exceptions import PayloadError
-
-            raise PayloadError(f"{path} holds a {type(ctx).__name__}, not an ExecutionContext")
-        return ctx
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -392,7 +376,10 @@ def create_execution_context(
 
 def execute_with_cycles(graph: TaskGraph, start_node: str, max_steps: int = 10) -> Any:
     """Run ``graph`` from ``start_node`` (upstream helper)."""
-    return ExecutionContext(graph, start_node, max_steps=max_steps).execute()
+    return WorkflowEngine().execute_with_cycles(graph, start_node, max_steps)
+
+
+WorkflowEngine.context_factory = ExecutionContext.create
 
 
 __all__ = [

@@ -21,11 +21,11 @@ class CurrentTask:
 
     _local: threading.local
 
-    def push_task_context(self, tc: TaskExecutionContext) -> None:
+    def push_task_context(self, task_ctx: TaskExecutionContext) -> None:
         stack = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = []
-        stack.append(tc)
+        stack.append(task_ctx)
 
     def pop_task_context(self) -> TaskExecutionContext | None:
         stack = getattr(self._local, "stack", None)
@@ -80,6 +80,54 @@ class CurrentTask:
         tc = self.current_task_context
         if tc is not None:
             tc.reset_control_flags()
+        self._ctrl_message = None
+
+    def reset_goto_flag(self) -> None:
+        """Queue the running task's static successors after all (undoes goto and iteration)."""
+        tc = self.current_task_context
+        if tc is not None:
+            tc.goto_called = tc.iterated = False
+
+    def reset_terminate_flag(self) -> None:
+        """Withdraw the running task's ``terminate_workflow`` request."""
+        tc = self.current_task_context
+        if tc is not None:
+            tc.terminate_called = False
+            tc.terminate_message = None
+        self._ctrl_message = None
+
+    def reset_cancel_flag(self) -> None:
+        """Withdraw the running task's ``cancel_workflow`` request."""
+        tc = self.current_task_context
+        if tc is not None:
+            tc.cancel_called = False
+            tc.cancel_message = None
+        self._ctrl_message = None
+
+    #: The run's last control message, kept after the run ended by terminate or cancel.
+    _ctrl_message: str | None = None
+
+    @property
+    def ctrl_message(self) -> str | None:
+        """The message of ``terminate_workflow``/``cancel_workflow`` (upstream's attribute):
+        the running task's while it runs, then the run's once the run ended by one."""
+        tc = self.current_task_context
+        if tc is not None:
+            if tc.cancel_called:
+                return tc.cancel_message
+            if tc.terminate_called:
+                return tc.terminate_message
+        return self._ctrl_message
+
+    @ctrl_message.setter
+    def ctrl_message(self, value: str | None) -> None:
+        tc = self.current_task_context
+        if tc is not None:
+            if tc.cancel_called:
+                tc.cancel_message = value
+            if tc.terminate_called:
+                tc.terminate_message = value
+        self._ctrl_message = value
 
     def request_checkpoint(self, metadata: dict[str, Any] | None = None, *, path: str | None = None) -> None:
         self._current().checkpoint(metadata, path=path)

@@ -48,23 +48,23 @@ def _make(func: Callable[..., Any], task_id: str | None, opts: dict[str, Any]) -
 
 
 @overload
-def task(func_or_id: Callable[..., Any], /) -> TaskWrapper: ...
+def task(id_or_func: Callable[..., Any]) -> TaskWrapper: ...
 @overload
 def task(
-    func_or_id: str | None = None, /, *, id: str | None = None, **opts: Any
+    id_or_func: str | None = None, *, id: str | None = None, **opts: Any
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
 def task(
-    func_or_id: Callable[..., Any] | str | None = None, /, *, id: str | None = None, **opts: Any
+    id_or_func: Callable[..., Any] | str | None = None, *, id: str | None = None, **opts: Any
 ) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
     """Turn a function into a task: ``@task``, ``@task()``, ``@task("id", **opts)``, ``@task(id=...)``."""
     _check_options(opts)
-    if callable(func_or_id) and not isinstance(func_or_id, str):
-        return _make(func_or_id, id, opts)
-    if func_or_id is not None and not isinstance(func_or_id, str):
-        raise TypeError(f"@task's first argument must be a task id string, got {func_or_id!r}")
-    task_id = func_or_id or id
+    if callable(id_or_func) and not isinstance(id_or_func, str):
+        return _make(id_or_func, id, opts)
+    if id_or_func is not None and not isinstance(id_or_func, str):
+        raise TypeError(f"@task's first argument must be a task id string, got {id_or_func!r}")
+    task_id = id_or_func or id
 
     def decorator(func: Callable[..., Any]) -> TaskWrapper:
         return _make(func, task_id, opts)

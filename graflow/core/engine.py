@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from graflow.core.branches import GroupRun, run_group
@@ -30,6 +31,7 @@ from graflow.exceptions import (
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
+    from graflow.core.graph import TaskGraph
     from graflow.core.local_queue import LocalTaskQueue
     from graflow.core.task_context import CheckpointRequest
 
@@ -39,13 +41,16 @@ class WorkflowEngine:
     """Runs an ``ExecutionContext`` to its end in this process."""
 
     _default_handlers: ClassVar[dict[str, TaskHandler]] = {}
+    #: ``ExecutionContext.create``, installed by ``graflow.core.context`` (the engine sees the
+    #: context only as a type: it may not import it).
+    context_factory: ClassVar[Callable[..., ExecutionContext] | None] = None
 
     def __init__(self) -> None:
         self._handlers: dict[str, TaskHandler] = {"direct": DirectTaskHandler()}
         self._handlers.update(self._default_handlers)
 
-    def register_handler(self, name: str, handler: TaskHandler) -> None:
-        self._handlers[name] = handler
+    def register_handler(self, handler_type: str, handler: TaskHandler) -> None:
+        self._handlers[handler_type] = handler
 
     @classmethod
     def register_default_handler(cls, name: str, handler: TaskHandler) -> None:
@@ -62,6 +67,14 @@ class WorkflowEngine:
         return handler
 
     # -- the run -------------------------------------------------------------------
+    def execute_with_cycles(self, graph: TaskGraph, start_node: str, max_steps: int = 10) -> Any:
+        """Run ``graph`` from ``start_node`` in a new context on this engine (upstream's
+        method; upstream returns None, this returns the run's result)."""
+        factory = WorkflowEngine.context_factory
+        if factory is None:  # pragma: no cover - graflow/__init__ imports graflow.core.context
+            raise ConfigError("graflow.core.context is not imported; import graflow first")
+        return self.execute(factory(graph, start_node, max_steps=max_steps))
+
     def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
         """Run until the queue drains, the run terminates, or ``max_steps`` is hit."""
         ctx = context
@@ -74,11 +87,13 @@ class WorkflowEngine:
             logger.warning("session %s: the queue is empty at start; nothing to run", ctx.session_id)
         ctx.stop_reason = None
         ctx.max_steps_reached = False
+        ctx.ctrl_message = None
         tracer = ctx.tracer
         tracer.on_workflow_start(ctx.workflow_name, ctx)
         try:
             outcome = self.drain(ctx, ctx.task_queue, None)
         except RunEnd as end:
+            ctx.ctrl_message = end.message
             tracer.on_workflow_end(ctx.workflow_name, ctx, end)
             if end.verdict == CANCEL:
                 ctx.stop_reason = "cancel_workflow"

@@ -15,6 +15,7 @@ from graflow.core.coordinator import CoordinationBackend
 from graflow.core.handlers.group_policy import (
     GroupExecutionPolicy,
     StrictGroupPolicy,
+    canonicalize_group_policy,
     resolve_policy,
 )
 from graflow.core.scope import get_current_workflow_context, operator_workflow, registration_target
@@ -194,6 +195,8 @@ class ParallelGroup(Executable):
 
     #: A Redis client given in ``backend_config``: this process only, never pickled.
     _backend_client: Any = None
+    #: Whether ``with_execution`` named a backend (upstream reports None until then).
+    _backend_given = False
 
     def __init__(self, tasks: list[Executable], name: str | None = None) -> None:
         self.tasks: list[Executable] = [head(check_executable(t, "|")) for t in tasks]
@@ -244,20 +247,34 @@ class ParallelGroup(Executable):
         backend_config: dict[str, Any] | None = None,
         policy: str | GroupExecutionPolicy | None = None,
     ) -> ParallelGroup:
-        """Set where branches run and the policy; each None keeps the current value."""
+        """Set where branches run and the policy; each None keeps the current value, and
+        ``backend_config`` is merged into the current one (as upstream)."""
         if backend is not None:
             self.backend = CoordinationBackend.parse(backend)
+            self._backend_given = True
         if backend_config is not None:
             config = dict(backend_config)
             # A live connection (upstream documents passing "redis_client") stays in this
             # process: the group's pickle — sent to workers, kept in checkpoints — holds
             # none. Workers connect on their own; here the coordinator uses it.
             live = {k: config.pop(k) for k in list(config) if _is_connection(config[k])}
-            self.backend_config = config
-            self._backend_client = live.get("redis_client") or next(iter(live.values()), None)
+            self.backend_config = {**self.backend_config, **config}  # merged, as upstream
+            if live:
+                self._backend_client = live.get("redis_client") or next(iter(live.values()))
         if policy is not None:
             self.policy = resolve_policy(policy)
         return self
+
+    @property
+    def _execution_config(self) -> dict[str, Any]:
+        """Upstream's record of ``with_execution`` (read by upstream tests): a copy, built
+        from ``backend`` (None until one is named: the default, threads), ``backend_config``
+        and ``policy`` (in ``canonicalize_group_policy``'s form)."""
+        return {
+            "backend": self.backend if self._backend_given else None,
+            "backend_config": dict(self.backend_config),
+            "policy": canonicalize_group_policy(self.policy),
+        }
 
     @property
     def backend_client(self) -> Any:

@@ -108,11 +108,11 @@ class TaskGraph:
         return iter(self._tasks)
 
     # -- edges ---------------------------------------------------------------------
-    def add_edge(self, u: str, v: str, **_attrs: Any) -> None:
-        self._succ.setdefault(u, {})[v] = None
-        self._pred.setdefault(v, {})[u] = None
-        self._succ.setdefault(v, {})
-        self._pred.setdefault(u, {})
+    def add_edge(self, from_node: str, to_node: str, **_attrs: Any) -> None:
+        self._succ.setdefault(from_node, {})[to_node] = None
+        self._pred.setdefault(to_node, {})[from_node] = None
+        self._succ.setdefault(to_node, {})
+        self._pred.setdefault(from_node, {})
         self._bump()
 
     def remove_edge(self, u: str, v: str) -> None:
@@ -133,11 +133,11 @@ class TaskGraph:
     def get_edges(self) -> list[tuple[str, str]]:
         return self.edges
 
-    def successors(self, task_id: str) -> list[str]:
-        return list(self._succ.get(task_id, ()))
+    def successors(self, node: str) -> list[str]:
+        return list(self._succ.get(node, ()))
 
-    def predecessors(self, task_id: str) -> list[str]:
-        return list(self._pred.get(task_id, ()))
+    def predecessors(self, node: str) -> list[str]:
+        return list(self._pred.get(node, ()))
 
     def out_edges(self) -> dict[str, dict[str, None]]:
         """The successor map itself (read-only by convention), for the scheduling core."""
@@ -189,7 +189,8 @@ class TaskGraph:
         comps = strongly_connected(self._tasks.keys(), self._succ)
         return [c for c in comps if len(c) > 1 or (c and c[0] in self._succ.get(c[0], {}))]
 
-    def rename_node(self, old: str, new: str) -> None:
+    def rename_node(self, old_task_id: str, new_task_id: str) -> None:
+        old, new = old_task_id, new_task_id
         if old not in self._tasks:
             raise KeyError(f"no task {old!r} in the graph")
         if new in self._tasks:

@@ -76,12 +76,17 @@ def _unpicklable_task(graph: TaskGraph) -> str | None:
 class GraphStore:
     """Save and load graphs by content hash, with a per-process LRU cache."""
 
+    #: Upstream's names. The TTL here is a week (upstream: a day), and ``ttl=None`` reads
+    #: ``GRAFLOW_GRAPH_TTL``, whose default this is; a live run's graph has none at all.
+    DEFAULT_TTL: int = DEFAULT_GRAPH_TTL
+    DEFAULT_CACHE_SIZE: int = 100
+
     def __init__(
         self,
         redis_client: Any,
         key_prefix: str = keys.DEFAULT_PREFIX,
         ttl: int | None = None,
-        cache_size: int = 100,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         secret_key: SecretKey = None,
     ) -> None:
         self.redis = redis_client

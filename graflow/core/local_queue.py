@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from graflow.core.queue import TaskQueue, TaskSpec
+from graflow.core.queue import TaskQueue, TaskSpec, TaskStatus
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -60,6 +60,15 @@ class LocalTaskQueue(TaskQueue):
 
     def get_pending_task_specs(self) -> list[TaskSpec]:
         return list(self._items)
+
+    def retry_failed_task(self, task_spec: TaskSpec) -> bool:
+        """Upstream's: queue ``task_spec`` again if retry is enabled (``configure``) and its
+        own budget allows (``TaskSpec.can_retry``); the engine does not use this."""
+        if self.enable_retry and task_spec.can_retry():
+            task_spec.status = TaskStatus.READY
+            self.enqueue(task_spec)
+            return True
+        return False
 
     def clear(self) -> None:
         self._items.clear()

@@ -59,6 +59,21 @@ class TaskSpec:
     def spec_id(self, value: str) -> None:
         self._spec_id = value
 
+    def can_retry(self) -> bool:
+        """Upstream's queue-level budget: ``retry_count < max_retries`` (the engine's own
+        retries are counted by ``RetryController``, see docs/execution.md)."""
+        return self.retry_count < self.max_retries
+
+    def increment_retry(self, error_message: str | None = None) -> None:
+        """Count one queue-level retry and make the spec ready again (upstream's)."""
+        self.retry_count += 1
+        self.last_error = error_message
+        self.status = TaskStatus.READY
+
+    def get_task(self) -> Executable:
+        """The executable (upstream resolves it from the graph; here the spec holds it)."""
+        return self.executable
+
     def retry(self, error: BaseException, delay: float, retry_count: int) -> TaskSpec:
         """The next attempt of this activation, due after ``delay`` seconds."""
         return TaskSpec(
@@ -128,6 +143,10 @@ class TaskQueue(ABC):
     no ``to_list`` and a ``size`` of 0) instantiate unchanged.
     """
 
+    #: Upstream's opt-in queue-level retry (``configure``, ``retry_failed_task``); off.
+    enable_retry: bool = False
+    enable_metrics: bool = False
+
     @abstractmethod
     def enqueue(self, task_spec: TaskSpec) -> bool: ...
 
@@ -147,6 +166,11 @@ class TaskQueue(ABC):
 
     def cleanup(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release resources; nothing for in-memory queues."""
+
+    def configure(self, enable_retry: bool = False, enable_metrics: bool = False) -> None:
+        """Upstream's switches; ``enable_metrics`` is recorded but no metrics are kept."""
+        self.enable_retry = enable_retry
+        self.enable_metrics = enable_metrics
 
     def get_next_task(self) -> str | None:
         spec = self.dequeue()

@@ -249,7 +249,7 @@ class SchedulingCore:
         branch or the run."""
         if retries.accept_retry(base_id):
             consumed = retries.get_retry_count(base_id)
-            retries.increment(base_id)
+            retries.increment(base_id, error)
             return retries.get_delay(base_id, consumed), error
         max_retries = retries.get_max_retries_for_node(base_id)
         if max_retries > 0:

@@ -59,8 +59,8 @@ def require_workflow_context() -> WorkflowContext:
     return ctx
 
 
-def set_current_workflow_context(ctx: WorkflowContext | None) -> None:
-    current.set(ctx)
+def set_current_workflow_context(context: WorkflowContext | None) -> None:
+    current.set(context)
 
 
 def clear_workflow_context() -> None:

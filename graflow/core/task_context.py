@@ -124,8 +124,8 @@ class TaskExecutionContext:
 
         return TypedChannel(self.execution_context.channel, message_type)
 
-    def get_result(self, task_id: str, default: Any = None) -> Any:
-        return self.execution_context.get_result(task_id, default)
+    def get_result(self, node: str, default: Any = None) -> Any:
+        return self.execution_context.get_result(node, default)
 
     @property
     def local_data(self) -> dict[str, Any]:

@@ -49,18 +49,18 @@ class WorkflowContext:
         self._tokens.append(scope.current.set(self))
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> None:
         scope.current.reset(self._tokens.pop())
 
     # -- graph pass-throughs -------------------------------------------------------
     def add_node(self, name: str, task: Executable, skip_if_exists: bool = False) -> None:
         self.graph.add_node(task, name, skip_if_exists=skip_if_exists)
 
-    def add_edge(self, a: str, b: str) -> None:
-        self.graph.add_edge(a, b)
+    def add_edge(self, from_node: str, to_node: str) -> None:
+        self.graph.add_edge(from_node, to_node)
 
-    def rename_node(self, old: str, new: str) -> None:
-        self.graph.rename_node(old, new)
+    def rename_node(self, old_task_id: str, new_task_id: str) -> None:
+        self.graph.rename_node(old_task_id, new_task_id)
 
     def get_next_group_name(self) -> str:
         self._group_counter += 1

@@ -74,8 +74,8 @@ class PoolContext(ExecutionContext):
         self.cycle_controller.cycle_counts[base] = self.cycle_for_attempt
         return self.cycle_for_attempt
 
-    def set_result(self, task_id: str, value: Any) -> None:
-        self.results[f"{task_id}.__result__"] = value
+    def set_result(self, task_id: str, result: Any) -> None:
+        self.results[f"{task_id}.__result__"] = result
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         key = f"{task_id}.__result__"

@@ -208,7 +208,18 @@ class RedisCoordinator:
     def __init__(self, task_queue: Any) -> None:
         self.task_queue = task_queue
 
-    def execute_group(self, group_id: str, tasks: list[Any], exec_context: ExecutionContext, policy: Any) -> None:
+    def execute_group(
+        self, group_id: str, tasks: list[Any], exec_context: ExecutionContext | None = None,
+        policy: Any = "strict", *, execution_context: ExecutionContext | None = None,
+    ) -> None:  # fmt: skip
+        """Run ``tasks`` as group ``group_id`` on the pool and apply ``policy``; the context
+        may also be passed as ``execution_context=``, upstream's name."""
+        if execution_context is not None:
+            if exec_context is not None and exec_context is not execution_context:
+                raise TypeError("execute_group: exec_context and execution_context name one argument; pass one")
+            exec_context = execution_context
+        if exec_context is None:
+            raise TypeError("execute_group: missing the run's context; pass exec_context (or execution_context)")
         from graflow.core.branches import GroupRun
         from graflow.core.group import ParallelGroup
         from graflow.core.queue import TaskSpec

@@ -32,6 +32,7 @@ class TaskWorker:
         max_concurrent_tasks: int = 4,
         poll_interval: float = 0.1,
         graceful_shutdown_timeout: float = 30.0,
+        tracer_config: dict[str, Any] | None = None,
         *,
         heartbeat: float = 10.0,
     ) -> None:
@@ -54,6 +55,12 @@ class TaskWorker:
         self.poll_interval = max(0.01, float(poll_interval))
         self.graceful_shutdown_timeout = float(graceful_shutdown_timeout)
         self.heartbeat = float(heartbeat)
+        # Upstream builds a tracer from this (langfuse, console); only the no-op tracer
+        # ships here, so it is kept for inspection and otherwise ignored.
+        self.tracer_config: dict[str, Any] = dict(tracer_config or {})
+        if self.tracer_config:
+            log.debug("TaskWorker %s: tracer_config %s ignored (only the no-op tracer ships)", worker_id,
+                      {k: v for k, v in self.tracer_config.items() if k not in ("api_key", "secret_key")})  # fmt: skip
         self.queue_name: str = str(queue.key_prefix)
         self._connection = client_from(queue.redis_client, decode=False)
         self._stop = threading.Event()

@@ -13,7 +13,7 @@ from typing import Any
 
 from graflow import task, workflow
 from graflow.core.workflow import WorkflowContext
-from graflow.exceptions import GraflowRuntimeError
+from graflow.exceptions import GraflowRuntimeError, TaskError
 
 GATE_LIMIT = 25.0
 
@@ -125,6 +125,8 @@ def failing(kind: str = "plain") -> WorkflowContext:
             ran(ctx)
             if kind == "runtime":
                 raise FlowRuntimeError("runtime boom", task_id="explode")
+            if kind == "task_error":  # upstream's positional order: (task_id, message, cause)
+                raise TaskError("explode", "went wrong", FlowError("why"))
             raise FlowError("boom", 42)
 
         @task(inject_context=True)

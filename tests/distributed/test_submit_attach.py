@@ -20,6 +20,7 @@ from graflow.exceptions import (
     GraflowRuntimeError,
     GraflowWorkflowCanceledError,
     MaxStepsExceeded,
+    TaskError,
     WorkflowFailedError,
 )
 
@@ -133,6 +134,21 @@ def test_failed_run_raises_workflow_failed_error(pool: DistPool) -> None:
     assert status.error and "boom" in status.error
     assert run.channel.get("ran") == ["prepare", "explode"]
     assert isinstance(run.get_result("explode"), flows.FlowError)
+
+
+def test_task_error_raised_upstream_style_reaches_the_caller_whole(pool: DistPool) -> None:
+    # TaskError(task_id, message, cause), upstream's order, pickled on the worker and
+    # loaded by wait(): same type, task id, text and cause as where it was raised.
+    run = _submit(pool, flows.failing("task_error"))
+    with pytest.raises(WorkflowFailedError) as info:
+        run.wait(timeout=20)
+    err = info.value
+    assert err.error_type == "TaskError" and err.task_id == "explode"
+    cause = err.cause
+    assert type(cause) is TaskError and cause.task_id == "explode"
+    assert str(cause) == "Error in task 'explode': went wrong (caused by FlowError: why)"
+    assert isinstance(cause.cause, flows.FlowError) and cause.cause.args == ("why",)
+    assert "went wrong" in (run.status().error or "")
 
 
 def test_task_raising_graflow_runtime_error_is_the_cause_unchanged(pool: DistPool) -> None:

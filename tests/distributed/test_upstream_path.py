@@ -111,7 +111,8 @@ def test_failed_member_on_the_pool_is_judged_like_in_process(pool: DistPool, cli
     assert pooled.get_result("after") == "after"
 
 
-def test_redis_coordinator_execute_group(pool: DistPool, client: Any) -> None:
+@pytest.mark.parametrize("keywords", [False, True], ids=["positional", "upstream_keywords"])
+def test_redis_coordinator_execute_group(pool: DistPool, client: Any, keywords: bool) -> None:
     from graflow.coordination.redis_coordinator import RedisCoordinator
     from graflow.core.handlers.group_policy import StrictGroupPolicy
 
@@ -119,7 +120,10 @@ def test_redis_coordinator_execute_group(pool: DistPool, client: Any) -> None:
     ctx = _redis_ctx(wf.graph, client, pool.prefix, "head")
     members = [wf.graph.task(m) for m in ("m1", "m2")]
     coordinator = RedisCoordinator(DistributedTaskQueue(redis_client=client, key_prefix=pool.prefix))
-    coordinator.execute_group("grp", members, ctx, StrictGroupPolicy())
+    if keywords:  # upstream's parameter names
+        coordinator.execute_group(group_id="grp", tasks=members, execution_context=ctx, policy=StrictGroupPolicy())
+    else:
+        coordinator.execute_group("grp", members, ctx, StrictGroupPolicy())
     pids = dict(ctx.channel.get("pids"))
     assert set(pids) == {"m1", "m2"} and {pids["m1"], pids["m2"]} <= pool.worker_pids()
     assert sorted(ctx.completed_tasks) == ["m1", "m2"] and ctx.steps == 2

@@ -6,6 +6,7 @@ Policies travel with the graph (in checkpoints and to workers), so they must pic
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from graflow.exceptions import ParallelGroupError
@@ -20,6 +21,10 @@ class GroupExecutionPolicy:
     """Base policy: subclasses implement ``on_group_finished`` and raise to fail the group."""
 
     name = "custom"
+
+    def get_name(self) -> str:
+        """The policy's name, as upstream: the class name unless a subclass says otherwise."""
+        return type(self).__name__
 
     def on_group_finished(
         self, group_id: str, tasks: list[Any], results: dict[str, TaskResult], context: Any
@@ -66,6 +71,9 @@ class StrictGroupPolicy(GroupExecutionPolicy):
 
     name = "strict"
 
+    def get_name(self) -> str:
+        return "strict"
+
     def on_group_finished(
         self, group_id: str, tasks: list[Any], results: dict[str, TaskResult], context: Any
     ) -> None:
@@ -88,6 +96,9 @@ class BestEffortGroupPolicy(GroupExecutionPolicy):
 
     name = "best_effort"
 
+    def get_name(self) -> str:
+        return "best_effort"
+
     def on_group_finished(
         self, group_id: str, tasks: list[Any], results: dict[str, TaskResult], context: Any
     ) -> None:
@@ -103,6 +114,9 @@ class CriticalGroupPolicy(GroupExecutionPolicy):
     """Fails only when one of ``critical_task_ids`` failed."""
 
     name = "critical"
+
+    def get_name(self) -> str:
+        return "critical"
 
     def __init__(self, critical_task_ids: list[str]) -> None:
         if not critical_task_ids:
@@ -140,6 +154,9 @@ class AtLeastNGroupPolicy(GroupExecutionPolicy):
     """Fails when fewer than ``min_success`` members succeeded."""
 
     name = "at_least_n"
+
+    def get_name(self) -> str:
+        return f"at_least_{self.min_success}"
 
     def __init__(self, min_success: int) -> None:
         if min_success < 0:
@@ -186,11 +203,58 @@ def resolve_policy(policy: str | GroupExecutionPolicy) -> GroupExecutionPolicy:
     )
 
 
+def canonicalize_group_policy(policy: str | GroupExecutionPolicy) -> str | dict[str, Any]:
+    """Upstream's plain form of a policy: a name for strict and best effort, a dict for the
+    others (a custom policy is kept as the object under ``"policy"``)."""
+    if isinstance(policy, str):
+        return policy
+    if isinstance(policy, StrictGroupPolicy | BestEffortGroupPolicy):
+        return policy.get_name()
+    if isinstance(policy, CriticalGroupPolicy):
+        return {"type": "critical", "critical_task_ids": sorted(policy.critical_task_ids)}
+    if isinstance(policy, AtLeastNGroupPolicy):
+        return {"type": "at_least_n", "min_success": policy.min_success}
+    if isinstance(policy, GroupExecutionPolicy):
+        return {"type": "__custom__", "policy": policy}
+    raise TypeError(f"unsupported group policy {policy!r}; pass a name or a GroupExecutionPolicy")
+
+
+def resolve_group_policy(policy: str | Mapping[str, Any] | GroupExecutionPolicy) -> GroupExecutionPolicy:
+    """The policy object for a name, a ``canonicalize_group_policy`` form, or a policy."""
+    if isinstance(policy, GroupExecutionPolicy | str):
+        return resolve_policy(policy)
+    if not isinstance(policy, Mapping):
+        raise TypeError(f"unsupported group policy {policy!r}; pass a name, a dict or a GroupExecutionPolicy")
+    kind = policy.get("type")
+    if not isinstance(kind, str):
+        raise ValueError(f"serialized group policy {dict(policy)!r} has no string 'type'; use the "
+                         "form canonicalize_group_policy returns")  # fmt: skip
+    kind = kind.lower()
+    if kind == "critical":
+        ids = policy.get("critical_task_ids")
+        if not isinstance(ids, list):
+            raise ValueError("a 'critical' group policy needs 'critical_task_ids' as a list of task ids")
+        return CriticalGroupPolicy(ids)
+    if kind == "at_least_n":
+        n = policy.get("min_success")
+        if not isinstance(n, int):
+            raise ValueError("an 'at_least_n' group policy needs 'min_success' as an integer")
+        return AtLeastNGroupPolicy(n)
+    if kind == "__custom__":
+        instance = policy.get("policy")
+        if not isinstance(instance, GroupExecutionPolicy):
+            raise ValueError("a '__custom__' group policy needs the GroupExecutionPolicy under 'policy'")
+        return instance
+    return resolve_policy(kind)
+
+
 __all__ = [
     "AtLeastNGroupPolicy",
     "BestEffortGroupPolicy",
     "CriticalGroupPolicy",
     "GroupExecutionPolicy",
     "StrictGroupPolicy",
+    "canonicalize_group_policy",
+    "resolve_group_policy",
     "resolve_policy",
 ]
