@@ -33,6 +33,7 @@ __all__ = [
     "GraphCompilationError",
     "InvalidIdentifierError",
     "MaxStepsExceeded",
+    "MissingDependencyError",
     "ParallelGroupError",
     "PayloadError",
     "PayloadSignatureError",
@@ -45,6 +46,7 @@ __all__ = [
     "TaskUnrunnableError",
     "UnsignedPayloadWarning",
     "UnsupportedCheckpointLocationError",
+    "UnsupportedFeatureError",
     "ValueTooLargeError",
     "WorkerLostError",
     "WorkflowFailedError",
@@ -353,6 +355,16 @@ class CheckpointSignatureError(CheckpointError, PayloadSignatureError):
 class UnsupportedCheckpointLocationError(CheckpointError, NotImplementedError):
     def __str__(self) -> str:
         return GraflowError.__str__(self)
+
+
+class MissingDependencyError(GraflowError, ImportError):
+    """A feature needs an optional package that is not installed (the message names the
+    extra); an ``ImportError``, as upstream raised."""
+
+
+class UnsupportedFeatureError(GraflowError, NotImplementedError):
+    """An upstream feature graflow deliberately does not provide (the message says why and
+    what to use instead)."""
 
 
 class GraflowWarning(UserWarning):

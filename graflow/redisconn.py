@@ -239,6 +239,7 @@ def client_from(
     ssl: bool = False,
     decode: bool = False,
     path: str | None = None,
+    socket_timeout: float | None = None,
 ) -> redis.Redis:
     """A client with ``decode_responses=decode``: the given one if it already fits,
     else one derived from it (same server, options and credentials), else one built
@@ -267,6 +268,8 @@ def client_from(
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "retry": _retry(),
     }
+    if socket_timeout is not None:
+        common["socket_timeout"] = socket_timeout
     if url:
         # Credentials in the URL win; the separate ones fill in what it leaves out.
         extra = {k: v for k, v in (("username", username), ("password", password)) if v}

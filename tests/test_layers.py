@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "graflow.exceptions", "graflow.exit_codes", "graflow.defaults", "graflow.settings", "graflow.settings_values",
         "graflow.identifiers",
         "graflow.version", "graflow.keys", "graflow.limits", "graflow.crash", "graflow.trace",
-        "graflow.codec", "graflow.codec_keys", "graflow.codec_origin", "graflow.redisconn",
+        "graflow.codec", "graflow.codec_keys", "graflow.codec_origin", "graflow.redisconn", "graflow.redisconfig",
         "graflow.wire",
     )),
     ("state", ("graflow.channels", "graflow.storage")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from graflow.core.coordinator import CoordinationBackend
+from graflow.core.coordinator import CoordinationBackend, TaskCoordinator
+from graflow.core.group_executor import GroupExecutor
 
-__all__ = ["CoordinationBackend"]
+__all__ = ["CoordinationBackend", "GroupExecutor", "TaskCoordinator"]

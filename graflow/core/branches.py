@@ -3,15 +3,18 @@
 A branch is a member plus everything its completions schedule. Each branch drains
 its own queue with the same engine loop; all share the run's context. When every
 branch has finished, the group's policy decides, and the group then completes
-through the scheduling core like any task.
+through the scheduling core like any task. A group started by ``GroupExecutor`` is
+no node of the run: it runs the same branches (``run_detached``), and only its
+completion step is left out.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from graflow.core import drivers
@@ -21,12 +24,15 @@ from graflow.core.local_queue import LocalTaskQueue
 from graflow.core.queue import TaskSpec
 from graflow.core.scheduler import CANCEL, MAX_STEPS, TERMINATE, RunEnd
 from graflow.core.task_context import CheckpointRequest
+from graflow.exceptions import GraflowWorkflowCanceledError, MaxStepsExceeded, warn
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
     from graflow.core.engine import WorkflowEngine
     from graflow.core.executable import Executable
     from graflow.core.group import ParallelGroup
+
+logger = logging.getLogger("graflow.engine")
 
 
 class GroupRun:
@@ -95,20 +101,7 @@ def run_group(
     group: ParallelGroup = spec.executable  # type: ignore[assignment]
     run = GroupRun(group, parent)
     members = list(group.tasks)
-    member_ids = [m.task_id for m in members]
-    tracer = ctx.tracer
-    tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
-    backend = group.backend
-    if backend is CoordinationBackend.REDIS:
-        results = drivers.pool().run_branches_on_pool(ctx, group, spec, run)
-    elif backend is CoordinationBackend.DIRECT or len(members) < 2:
-        results = {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
-    else:
-        workers = int(group.backend_config.get("thread_count") or os.cpu_count() or 2)
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
-            futures = {m.task_id: pool.submit(_run_branch, engine, ctx, m, run) for m in members}
-            results = {tid: f.result() for tid, f in futures.items()}
-    tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
+    results = _branches_traced(engine, ctx, group, spec, run, None)
     if run.cancel_called:
         raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
     if run.hit_max_steps:
@@ -121,6 +114,86 @@ def run_group(
     ctx.set_result(group.task_id, None)
     engine.commit(ctx, spec, group.task_id, group.task_id, run, queue, parent)
     return 0
+
+
+def run_detached(
+    engine: WorkflowEngine, ctx: ExecutionContext, group: ParallelGroup, pool: Executor | None = None
+) -> None:
+    """Run a group that is no node of the run (``GroupExecutor``): its branches, then its policy.
+
+    Nothing completes the group itself. What a member asks of the whole run goes to the
+    task that made the call, when one is running on this thread: cancel and terminate
+    end that task's run, checkpoint requests become its own. Without one, cancel raises
+    ``GraflowWorkflowCanceledError`` and a checkpoint is written at once. Branches stopped
+    by ``max_steps`` leave the group unjudged, with a ``MaxStepsExceeded`` warning."""
+    caller = ctx.current_task_context
+    run = GroupRun(group, None)
+    members = list(group.tasks)
+    results = _branches_traced(engine, ctx, group, TaskSpec(group, ctx, trace_id=ctx.trace_id), run, pool)
+    if run.cancel_called:
+        message = run.cancel_message or "workflow canceled"
+        if caller is None:
+            raise GraflowWorkflowCanceledError(message, run.cancel_task_id or group.task_id)
+        caller.cancel_workflow(message)
+        return
+    if run.hit_max_steps:  # the group did not finish: there is nothing to judge yet
+        warn(
+            MaxStepsExceeded,
+            f"group {group.task_id!r} stopped at max_steps={ctx.max_steps}; activations left in its "
+            "branches were dropped — raise ctx.max_steps and run the group again",
+            logger,
+        )
+        return
+    group.policy.on_group_finished(group.task_id, members, results, ctx)
+    request = run.checkpoint_request
+    if request is not None:
+        if caller is None:
+            engine.write_checkpoint(ctx, request)
+        else:
+            caller.checkpoint(request.metadata, path=request.path)
+    if run.terminate_called and caller is not None:
+        caller.terminate_workflow(run.terminate_message or "workflow terminated")
+
+
+def _branches_traced(
+    engine: WorkflowEngine,
+    ctx: ExecutionContext,
+    group: ParallelGroup,
+    spec: TaskSpec,
+    run: GroupRun,
+    pool: Executor | None,
+) -> dict[str, TaskResult]:
+    member_ids = group.member_ids
+    tracer = ctx.tracer
+    tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
+    results = run_branches(engine, ctx, group, spec, run, pool)
+    tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
+    return results
+
+
+def run_branches(
+    engine: WorkflowEngine,
+    ctx: ExecutionContext,
+    group: ParallelGroup,
+    spec: TaskSpec,
+    run: GroupRun,
+    pool: Executor | None = None,
+) -> dict[str, TaskResult]:
+    """Every member's branch on the group's backend, one result per member: on the worker
+    pool, in the calling thread, or on threads (``pool``, else a pool of ``thread_count``)."""
+    members = list(group.tasks)
+    backend = group.backend
+    if backend is CoordinationBackend.REDIS:
+        return drivers.pool().run_branches_on_pool(ctx, group, spec, run)
+    if backend is CoordinationBackend.DIRECT or len(members) < 2:
+        return {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
+    if pool is not None:
+        futures = {m.task_id: pool.submit(_run_branch, engine, ctx, m, run) for m in members}
+        return {tid: f.result() for tid, f in futures.items()}
+    workers = int(group.backend_config.get("thread_count") or os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as own:
+        futures = {m.task_id: own.submit(_run_branch, engine, ctx, m, run) for m in members}
+        return {tid: f.result() for tid, f in futures.items()}
 
 
 def _run_branch(engine: WorkflowEngine, ctx: ExecutionContext, member: Executable, run: GroupRun) -> TaskResult:
@@ -142,4 +215,4 @@ def _run_branch(engine: WorkflowEngine, ctx: ExecutionContext, member: Executabl
     return TaskResult(member.task_id, True, None, None, time.time() - started, time.time())
 
 
-__all__ = ["GroupRun", "run_group"]
+__all__ = ["GroupRun", "run_branches", "run_detached", "run_group"]

@@ -1,8 +1,15 @@
-"""Coordination backends for parallel groups (upstream names)."""
+"""Coordination backends for parallel groups, and upstream's coordinator interface."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.executable import Executable
+    from graflow.core.handlers.group_policy import GroupExecutionPolicy
 
 
 class CoordinationBackend(str, Enum):
@@ -27,4 +34,21 @@ class CoordinationBackend(str, Enum):
         )
 
 
-__all__ = ["CoordinationBackend"]
+class TaskCoordinator(ABC):
+    """Upstream's interface of a group backend: run the members, then apply the policy.
+
+    The built-in ones (``ThreadingCoordinator``, ``RedisCoordinator``) run the group
+    through the engine's group path (``graflow.core.branches``)."""
+
+    @abstractmethod
+    def execute_group(
+        self,
+        group_id: str,
+        tasks: list[Executable],
+        execution_context: ExecutionContext,
+        policy: GroupExecutionPolicy,
+    ) -> None:
+        """Run ``tasks`` as group ``group_id``; the policy raises to fail the group."""
+
+
+__all__ = ["CoordinationBackend", "TaskCoordinator"]

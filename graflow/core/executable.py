@@ -198,10 +198,14 @@ class ParallelGroup(Executable):
     #: Whether ``with_execution`` named a backend (upstream reports None until then).
     _backend_given = False
 
-    def __init__(self, tasks: list[Executable], name: str | None = None) -> None:
+    def __init__(
+        self, tasks: list[Executable], name: str | None = None, register_to_context: bool = True
+    ) -> None:
+        """``register_to_context=False`` makes a group outside any workflow's graph (one
+        ``GroupExecutor`` runs for its caller)."""
         self.tasks: list[Executable] = [head(check_executable(t, "|")) for t in tasks]
         self._sources: list[Executable] = list(tasks)
-        wf = registration_target()
+        wf = registration_target() if register_to_context else None
         self._task_id = name or (wf.get_next_group_name() if wf else f"ParallelGroup_{id(self):x}")
         self.policy: GroupExecutionPolicy = StrictGroupPolicy()
         self.backend: CoordinationBackend = CoordinationBackend.THREADING

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from graflow import keys
+from graflow.core.coordinator import TaskCoordinator
 from graflow.exceptions import ConfigError, GraflowRuntimeError
 
 if TYPE_CHECKING:
@@ -31,16 +32,13 @@ REPORT_EVERY = 30.0
 
 def _client(ctx: ExecutionContext, config: dict[str, Any], given: Any) -> tuple[Any, str]:
     """The client to coordinate with: the one given to ``with_execution`` (any
-    ``decode_responses``: a binary twin is derived), its connection settings, else the
-    run's channel's own."""
-    from graflow.redisconn import client_from
+    ``decode_responses``: a binary twin is derived), its connection settings (with
+    ``username``, ``password``, ``ssl``), else the run's channel's own."""
+    from graflow.redisconfig import client_for
 
     prefix = str(config.get("key_prefix") or getattr(ctx.channel, "namespace", None) or keys.DEFAULT_PREFIX)
     if given is not None or config.get("url") or config.get("host"):
-        client = client_from(
-            redis_client=given, url=config.get("url"),
-            host=config.get("host", "localhost"), port=int(config.get("port", 6379)), db=int(config.get("db", 0)),
-        )  # fmt: skip
+        client = client_for({**config, "redis_client": given})
     else:
         client = ctx.channel.redis_client  # type: ignore[attr-defined]
     return client, prefix
@@ -202,36 +200,35 @@ def _merge(ctx: ExecutionContext, store: Any, before: set[str], steps_before: in
                 ctx.cycle_controller.cycle_counts[base] = count
 
 
-class RedisCoordinator:
+class RedisCoordinator(TaskCoordinator):
     """Upstream's coordinator: ``execute_group`` runs a group's members on the pool."""
 
     def __init__(self, task_queue: Any) -> None:
         self.task_queue = task_queue
 
     def execute_group(
-        self, group_id: str, tasks: list[Any], exec_context: ExecutionContext | None = None,
-        policy: Any = "strict", *, execution_context: ExecutionContext | None = None,
+        self, group_id: str, tasks: list[Any], execution_context: ExecutionContext | None = None,
+        policy: Any = "strict", *, exec_context: ExecutionContext | None = None,
     ) -> None:  # fmt: skip
         """Run ``tasks`` as group ``group_id`` on the pool and apply ``policy``; the context
-        may also be passed as ``execution_context=``, upstream's name."""
-        if execution_context is not None:
-            if exec_context is not None and exec_context is not execution_context:
+        may also be passed as ``exec_context=`` (graflow's earlier name)."""
+        if exec_context is not None:
+            if execution_context is not None and exec_context is not execution_context:
                 raise TypeError("execute_group: exec_context and execution_context name one argument; pass one")
-            exec_context = execution_context
-        if exec_context is None:
-            raise TypeError("execute_group: missing the run's context; pass exec_context (or execution_context)")
-        from graflow.core.branches import GroupRun
-        from graflow.core.group import ParallelGroup
-        from graflow.core.queue import TaskSpec
+            execution_context = exec_context
+        if execution_context is None:
+            raise TypeError("execute_group: missing the run's context; pass execution_context (or exec_context)")
+        from graflow.core.branches import run_detached
+        from graflow.core.coordinator import CoordinationBackend
+        from graflow.core.engine import WorkflowEngine
+        from graflow.core.group_executor import detached_group
 
-        group = ParallelGroup(list(tasks), name=group_id)
-        group.with_execution(backend="redis", policy=policy, backend_config={
+        config = {
             "redis_client": getattr(self.task_queue, "redis_client", None),
             "key_prefix": getattr(self.task_queue, "key_prefix", keys.DEFAULT_PREFIX),
-        })  # fmt: skip
-        run = GroupRun(group, None)
-        results = run_branches_on_pool(exec_context, group, TaskSpec(group, exec_context), run)
-        group.policy.on_group_finished(group_id, list(tasks), results, exec_context)
+        }
+        group = detached_group(group_id, tasks, CoordinationBackend.REDIS, config, policy)
+        run_detached(WorkflowEngine(), execution_context, group)
 
 
 __all__ = ["RedisCoordinator", "run_branches_on_pool"]

@@ -338,10 +338,10 @@ def test_graph_store_default_class_attributes(redis_client: Any, key_prefix: str
     assert store.cache_size == GraphStore.DEFAULT_CACHE_SIZE
 
 
-# -- RedisCoordinator.execute_group(execution_context=...) -------------------------------
+# -- RedisCoordinator.execute_group(execution_context=... or exec_context=...) -----------
 
 
-def test_redis_coordinator_execute_group_takes_upstreams_keyword() -> None:
+def test_redis_coordinator_execute_group_takes_either_keyword() -> None:
     # A run on the pool with the keyword is in tests/distributed/test_upstream_path.py;
     # here, the argument checks that need no pool.
     from graflow.coordination.redis_coordinator import RedisCoordinator
@@ -351,7 +351,7 @@ def test_redis_coordinator_execute_group_takes_upstreams_keyword() -> None:
     with pytest.raises(TypeError, match="missing the run's context"):
         coordinator.execute_group("g", [], policy="strict")
     with pytest.raises(TypeError, match="name one argument"):
-        coordinator.execute_group("g", [], ctx, execution_context=ExecutionContext.create(TaskGraph(), None))
+        coordinator.execute_group("g", [], ctx, exec_context=ExecutionContext.create(TaskGraph(), None))
 
 
 # -- parameter names: upstream's keywords -----------------------------------------------

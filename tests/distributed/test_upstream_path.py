@@ -130,6 +130,21 @@ def test_redis_coordinator_execute_group(pool: DistPool, client: Any, keywords: 
     assert ctx.get_result("m1") == "m1"
 
 
+def test_group_executor_runs_members_on_the_pool(pool: DistPool, client: Any) -> None:
+    # Upstream's ParallelGroup.run calls GroupExecutor with the group's with_execution settings.
+    from graflow.coordination.executor import GroupExecutor
+
+    wf = groupflows.pid_group(pool.prefix)
+    ctx = _redis_ctx(wf.graph, client, pool.prefix, "head")
+    members = [wf.graph.task(m) for m in ("m1", "m2")]
+    config = {"redis_client": client, "key_prefix": pool.prefix}
+    GroupExecutor.execute_parallel_group("grp", members, ctx, backend="redis", backend_config=config)
+    pids = dict(ctx.channel.get("pids"))
+    assert set(pids) == {"m1", "m2"} and {pids["m1"], pids["m2"]} <= pool.worker_pids()
+    assert sorted(ctx.completed_tasks) == ["m1", "m2"] and ctx.get_result("m2") == "m2"
+    assert "redis_client" in config  # the caller's dict is left as it was given
+
+
 def test_group_timeout_raises_runtime_error_wrapping_timeout(pool: DistPool, client: Any) -> None:
     nobody = f"{pool.prefix}-nobody"  # no worker serves this queue
     ctx = _redis_ctx(groupflows.pid_group(pool.prefix, queue=nobody, timeout=0.5).graph, client, pool.prefix)
