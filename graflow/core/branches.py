@@ -21,6 +21,7 @@ from graflow.core.local_queue import LocalTaskQueue
 from graflow.core.queue import TaskSpec
 from graflow.core.scheduler import CANCEL, MAX_STEPS, TERMINATE, RunEnd
 from graflow.core.task_context import CheckpointRequest
+from graflow.trace.guard import emit
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -97,30 +98,50 @@ def run_group(
     members = list(group.tasks)
     member_ids = [m.task_id for m in members]
     tracer = ctx.tracer
-    tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
-    backend = group.backend
-    if backend is CoordinationBackend.REDIS:
-        results = drivers.pool().run_branches_on_pool(ctx, group, spec, run)
-    elif backend is CoordinationBackend.DIRECT or len(members) < 2:
-        results = {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
-    else:
-        workers = int(group.backend_config.get("thread_count") or os.cpu_count() or 2)
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
-            futures = {m.task_id: pool.submit(_run_branch, engine, ctx, m, run) for m in members}
-            results = {tid: f.result() for tid, f in futures.items()}
-    tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
-    if run.cancel_called:
-        raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
-    if run.hit_max_steps:
+    # Upstream runs a group as a task: its span encloses the members'; the group hooks come inside.
+    emit(tracer.on_task_start, group, ctx)
+    emit(tracer.on_parallel_group_start, group.task_id, member_ids, ctx)
+    try:
+        results = _run_branches(engine, ctx, group, spec, run, members)
+    except Exception as exc:
+        emit(tracer.on_task_end, group, ctx, result=None, error=exc)
+        raise
+    emit(tracer.on_parallel_group_end, group.task_id, member_ids, ctx, results=results)
+    if run.cancel_called or run.hit_max_steps:
+        emit(tracer.on_task_end, group, ctx, result=None)
+        if run.cancel_called:
+            raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
         return MAX_STEPS
     try:
         group.policy.on_group_finished(group.task_id, members, results, ctx)
     except Exception as exc:
+        emit(tracer.on_task_end, group, ctx, result=None, error=exc)
         engine._failed(ctx, spec, group.task_id, None, exc, queue)
         return 0
+    emit(tracer.on_task_end, group, ctx, result=None)
     ctx.set_result(group.task_id, None)
     engine.commit(ctx, spec, group.task_id, group.task_id, run, queue, parent)
     return 0
+
+
+def _run_branches(
+    engine: WorkflowEngine,
+    ctx: ExecutionContext,
+    group: ParallelGroup,
+    spec: TaskSpec,
+    run: GroupRun,
+    members: list[Executable],
+) -> dict[str, TaskResult]:
+    """Every member's branch on the group's backend: the pool, the calling thread, or threads."""
+    backend = group.backend
+    if backend is CoordinationBackend.REDIS:
+        return drivers.pool().run_branches_on_pool(ctx, group, spec, run)
+    if backend is CoordinationBackend.DIRECT or len(members) < 2:
+        return {m.task_id: _run_branch(engine, ctx, m, run) for m in members}
+    workers = int(group.backend_config.get("thread_count") or os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
+        futures = {m.task_id: pool.submit(_run_branch, engine, ctx, m, run) for m in members}
+        return {tid: f.result() for tid, f in futures.items()}
 
 
 def _run_branch(engine: WorkflowEngine, ctx: ExecutionContext, member: Executable, run: GroupRun) -> TaskResult:
