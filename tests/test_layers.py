@@ -21,12 +21,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", (
         "graflow.exceptions", "graflow.exit_codes", "graflow.defaults", "graflow.settings", "graflow.settings_values",
         "graflow.identifiers",
-        "graflow.version", "graflow.keys", "graflow.limits", "graflow.crash", "graflow.trace",
+        "graflow.version", "graflow.keys", "graflow.limits", "graflow.crash",
         "graflow.codec", "graflow.codec_keys", "graflow.codec_origin", "graflow.redisconn", "graflow.redisconfig",
         "graflow.wire",
     )),
     ("state", ("graflow.channels", "graflow.storage")),
-    ("core", ("graflow.core",)),
+    # graflow.trace: the core calls it at run time; it names core types only under TYPE_CHECKING.
+    ("core", ("graflow.core", "graflow.trace")),
     ("pool", ("graflow.distributed",)),
     ("workers", ("graflow.worker",)),
     ("cli", ("graflow.cli", "graflow.__main__")),

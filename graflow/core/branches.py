@@ -25,6 +25,7 @@ from graflow.core.queue import TaskSpec
 from graflow.core.scheduler import CANCEL, MAX_STEPS, TERMINATE, RunEnd
 from graflow.core.task_context import CheckpointRequest
 from graflow.exceptions import GraflowWorkflowCanceledError, MaxStepsExceeded, warn
+from graflow.trace.guard import emit
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -101,16 +102,26 @@ def run_group(
     group: ParallelGroup = spec.executable  # type: ignore[assignment]
     run = GroupRun(group, parent)
     members = list(group.tasks)
-    results = _branches_traced(engine, ctx, group, spec, run, None)
-    if run.cancel_called:
-        raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
-    if run.hit_max_steps:
+    tracer = ctx.tracer
+    # Upstream runs a group as a task: its span encloses the members'; the group hooks come inside.
+    emit(tracer.on_task_start, group, ctx)
+    try:
+        results = _branches_traced(engine, ctx, group, spec, run, None)
+    except Exception as exc:
+        emit(tracer.on_task_end, group, ctx, result=None, error=exc)
+        raise
+    if run.cancel_called or run.hit_max_steps:
+        emit(tracer.on_task_end, group, ctx, result=None)
+        if run.cancel_called:
+            raise RunEnd(CANCEL, run.cancel_task_id or group.task_id, run.cancel_message)
         return MAX_STEPS
     try:
         group.policy.on_group_finished(group.task_id, members, results, ctx)
     except Exception as exc:
+        emit(tracer.on_task_end, group, ctx, result=None, error=exc)
         engine._failed(ctx, spec, group.task_id, None, exc, queue)
         return 0
+    emit(tracer.on_task_end, group, ctx, result=None)
     ctx.set_result(group.task_id, None)
     engine.commit(ctx, spec, group.task_id, group.task_id, run, queue, parent)
     return 0
@@ -165,9 +176,9 @@ def _branches_traced(
 ) -> dict[str, TaskResult]:
     member_ids = group.member_ids
     tracer = ctx.tracer
-    tracer.on_parallel_group_start(group.task_id, member_ids, ctx)
+    emit(tracer.on_parallel_group_start, group.task_id, member_ids, ctx)
     results = run_branches(engine, ctx, group, spec, run, pool)
-    tracer.on_parallel_group_end(group.task_id, member_ids, ctx, results)
+    emit(tracer.on_parallel_group_end, group.task_id, member_ids, ctx, results=results)
     return results
 
 

@@ -18,7 +18,9 @@ from graflow.core.retry import RetryController
 from graflow.core.run_state import LocalRunState
 from graflow.core.scope import in_task_body
 from graflow.core.task_context import TaskExecutionContext
-from graflow.trace import NoopTracer, Tracer
+from graflow.trace.base import Tracer
+from graflow.trace.guard import hook_failed
+from graflow.trace.noop import SilentTracer
 
 if TYPE_CHECKING:
     from graflow.channels.base import Channel
@@ -57,7 +59,7 @@ class ExecutionContext(CurrentTask, SavedContext):
         raw_config = dict(config or {})
         self._channel_config = raw_config
         self.config = {k: v for k, v in raw_config.items() if k not in _CONFIG_SECRET_KEYS}
-        self.tracer: Tracer = tracer or NoopTracer()
+        self.tracer: Tracer = tracer or SilentTracer()  # hooks that cost one empty call each
         self.workflow_name = "workflow"
         self.cycle_controller = CycleController(default_max_cycles)
         self.retry_controller = RetryController(default_max_retries)
@@ -151,7 +153,10 @@ class ExecutionContext(CurrentTask, SavedContext):
 
     def add_to_queue(self, executable: Executable) -> None:
         self.task_queue.enqueue(TaskSpec(executable, self, trace_id=self.trace_id))
-        self.tracer.on_task_queued(executable.task_id, self)
+        try:
+            self.tracer.on_task_queued(executable, self)
+        except Exception as exc:
+            hook_failed(self.tracer, "on_task_queued", exc)
 
     def get_next_task(self) -> str | None:
         return self.task_queue.get_next_task()
@@ -197,7 +202,6 @@ class ExecutionContext(CurrentTask, SavedContext):
         with self._lock:
             self.graph.set_node(task_id, executable)
             self._dynamic[task_id] = parent_task_id
-        self.tracer.on_dynamic_task_added(task_id, parent_task_id, self, is_iteration)
 
     def schedule_dynamic(self, executable: Executable, tc: TaskExecutionContext, dynamic: bool) -> TaskSpec:
         """Queue an activation a running task asked for, on that task's queue."""
@@ -210,7 +214,10 @@ class ExecutionContext(CurrentTask, SavedContext):
         with self._lock:
             self.state.clear_arrivals(executable.task_id)
             queue.enqueue(spec)
-        self.tracer.on_task_queued(executable.task_id, self)
+        try:
+            self.tracer.on_task_queued(executable, self)
+        except Exception as exc:
+            hook_failed(self.tracer, "on_task_queued", exc)
         return spec
 
     def _queue_for(self, tc: TaskExecutionContext) -> LocalTaskQueue:
@@ -254,7 +261,11 @@ class ExecutionContext(CurrentTask, SavedContext):
         return TaskExecutionContext(task_id, self, base_id=base_task_id(task_id))
 
     def begin_attempt(self, task: Executable, spec: TaskSpec | None) -> TaskExecutionContext:
-        """Apply the task's limits, count the cycle, push and bind a task context."""
+        """Apply the task's limits, count the cycle, call ``on_task_start``, push and bind a task context.
+
+        The hook runs before the push, as upstream's: ``current_task_id`` is then the
+        task that scheduled this one, if it is still running, else None.
+        """
         base = getattr(task, "base_id", None) or task.task_id
         max_cycles = getattr(task, "max_cycles", None)
         if max_cycles is not None:
@@ -268,6 +279,10 @@ class ExecutionContext(CurrentTask, SavedContext):
                 self.retry_controller.node_max_retries[base] = max_retries
         count = self.count_cycle(base, spec)
         tc = TaskExecutionContext(task.task_id, self, spec, base, count)
+        try:
+            self.tracer.on_task_start(task, self)
+        except Exception as exc:
+            hook_failed(self.tracer, "on_task_start", exc)
         self.push_task_context(tc)
         task.set_execution_context(self)
         return tc
@@ -279,7 +294,12 @@ class ExecutionContext(CurrentTask, SavedContext):
                 return self.cycle_controller.increment(base)
             return self.cycle_controller.cycle_counts.get(base, 0)
 
-    def end_attempt(self, task: Executable) -> None:
+    def end_attempt(self, task: Executable, result: Any = None, error: Exception | None = None) -> None:
+        """Call ``on_task_end`` (the task context still pushed, as upstream), then unbind and pop."""
+        try:
+            self.tracer.on_task_end(task, self, result=result, error=error)
+        except Exception as exc:
+            hook_failed(self.tracer, "on_task_end", exc)
         task.set_execution_context(None)
         self.pop_task_context()
 
@@ -288,17 +308,15 @@ class ExecutionContext(CurrentTask, SavedContext):
         """Wrap one attempt: limits, cycle count, task context, binding and tracer hooks."""
         tc = self.begin_attempt(task, spec)
         token = in_task_body.set(True)
-        self.tracer.on_task_start(task.task_id, self)
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             yield tc
-        except BaseException as exc:
+        except Exception as exc:
             error = exc
             raise
         finally:
             in_task_body.reset(token)
-            self.end_attempt(task)
-            self.tracer.on_task_end(task.task_id, self, error=error)
+            self.end_attempt(task, error=error)
 
     # -- checkpoint bookkeeping (files: graflow.core.checkpoint) ------------------------
     def note_checkpoint_request(self, metadata: dict[str, Any], path: str | None) -> None:
@@ -349,7 +367,7 @@ class ExecutionContext(CurrentTask, SavedContext):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.tracer = NoopTracer()
+        self.tracer = SilentTracer()
         self.checkpoint_requested = False
         self.checkpoint_request_metadata = None
         self.checkpoint_request_path = None

@@ -28,6 +28,7 @@ from graflow.exceptions import (
     MaxStepsExceeded,
     warn,
 )
+from graflow.trace.guard import emit, hook_failed
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -89,20 +90,24 @@ class WorkflowEngine:
         ctx.max_steps_reached = False
         ctx.ctrl_message = None
         tracer = ctx.tracer
-        tracer.on_workflow_start(ctx.workflow_name, ctx)
+        name = ctx.workflow_name
+        emit(tracer.on_workflow_start, name, ctx)
         try:
             outcome = self.drain(ctx, ctx.task_queue, None)
         except RunEnd as end:
             ctx.ctrl_message = end.message
-            tracer.on_workflow_end(ctx.workflow_name, ctx, end)
             if end.verdict == CANCEL:
                 ctx.stop_reason = "cancel_workflow"
+                emit(tracer.on_workflow_end, name, ctx, result=None)
                 raise GraflowWorkflowCanceledError(end.message or "workflow canceled", end.task_id) from None
             ctx.stop_reason = "terminate_workflow"
-            return ctx.get_result(ctx.state.last_completed) if ctx.state.last_completed else None
-        except BaseException as exc:
+            result = ctx.get_result(ctx.state.last_completed) if ctx.state.last_completed else None
+            emit(tracer.on_workflow_end, name, ctx, result=result)
+            return result
+        except BaseException:
+            # Upstream calls no hook when a run raises; closing the trace is kinder to tracers.
             ctx.stop_reason = "task_failed"
-            tracer.on_workflow_end(ctx.workflow_name, ctx, exc)
+            emit(tracer.on_workflow_end, name, ctx, result=None)
             raise
         if outcome == MAX_STEPS:
             self._report_max_steps(ctx)
@@ -115,9 +120,10 @@ class WorkflowEngine:
                     ctx.session_id,
                     ", ".join(f"{t} (has {ps})" for t, ps in waiting.items()),
                 )
-        tracer.on_workflow_end(ctx.workflow_name, ctx, None)
         last = ctx.state.last_completed
-        return ctx.get_result(last) if last is not None else None
+        result = ctx.get_result(last) if last is not None else None
+        emit(tracer.on_workflow_end, name, ctx, result=result)
+        return result
 
     @staticmethod
     def _report_max_steps(ctx: ExecutionContext) -> None:
@@ -158,10 +164,8 @@ class WorkflowEngine:
             if delay > 0:
                 time.sleep(delay)
         handler = self._handlers.get(task.handler_type) or self.get_handler(task.handler_type)
-        tracer = ctx.tracer
-        tc = ctx.begin_attempt(task, spec)
+        tc = ctx.begin_attempt(task, spec)  # calls on_task_start; end_attempt calls on_task_end
         token = in_task_body.set(True)
-        tracer.on_task_start(task.task_id, ctx)
         guard = self.attempt_guard(task, spec)
         try:
             result = handler.execute_task(task, ctx) if guard is None else guard.run(handler.execute_task, task, ctx)
@@ -169,8 +173,7 @@ class WorkflowEngine:
             in_task_body.reset(token)
             if guard is not None and guard.fired is not None:
                 ctx.set_result(task.task_id, exc)  # the handler stored the stop's carrier
-            ctx.end_attempt(task)
-            tracer.on_task_end(task.task_id, ctx, None, exc)
+            ctx.end_attempt(task, error=exc)
             self._failed(ctx, spec, tc.base_id, tc.scheduled, exc, queue)
             return
         except BaseException:
@@ -178,8 +181,7 @@ class WorkflowEngine:
             ctx.end_attempt(task)
             raise
         in_task_body.reset(token)
-        ctx.end_attempt(task)
-        tracer.on_task_end(task.task_id, ctx, result, None)
+        ctx.end_attempt(task, result)
         task_id = task.task_id
         base_id = tc.base_id
         if task_id != base_id:
@@ -236,7 +238,10 @@ class WorkflowEngine:
         queue._items.append(
             TaskSpec(task, ctx, trace_id=ctx.trace_id, parent_task_id=parent, group_id=group_id)
         )
-        ctx.tracer.on_task_queued(task_id, ctx)
+        try:
+            ctx.tracer.on_task_queued(task, ctx)
+        except Exception as exc:
+            hook_failed(ctx.tracer, "on_task_queued", exc)
 
     @staticmethod
     def _withdraw(ctx: ExecutionContext, scheduled: list[TaskSpec] | None, queue: LocalTaskQueue) -> None:
@@ -263,7 +268,7 @@ class WorkflowEngine:
         retry = spec.retry(exc, delay, ctx.retry_controller.get_retry_count(base_id))
         logger.info("task %s failed (%s); retry %d in %.3fs", spec.task_id, exc, retry.retry_count, delay)
         queue._items.append(retry)
-        ctx.tracer.on_task_queued(spec.task_id, ctx)
+        emit(ctx.tracer.on_task_queued, spec.executable, ctx)
 
     def write_checkpoint(self, ctx: ExecutionContext, request: CheckpointRequest) -> None:
         """Completion step 5: write a deferred checkpoint now that successors are queued."""

@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from graflow.exceptions import CycleLimitExceededError
+from graflow.trace.guard import emit
 
 if TYPE_CHECKING:
     from graflow.channels.base import Channel
@@ -162,6 +163,13 @@ class TaskExecutionContext:
         if known or goto:
             self.goto_called = True
         self.control = True
+        emit(
+            ec.tracer.on_dynamic_task_added,
+            task_id=task_id,
+            parent_task_id=self.task_id,
+            is_iteration=False,
+            metadata={"task_type": type(executable).__name__, "is_new_task": not known, "goto": goto},
+        )
         return task_id
 
     def next_iteration(self, data: Any = None, *, base_id: str | None = None) -> str:
@@ -190,6 +198,13 @@ class TaskExecutionContext:
         self._schedule(iteration, dynamic=True)
         self.iterated = True
         self.control = True
+        emit(
+            ec.tracer.on_dynamic_task_added,
+            task_id=new_id,
+            parent_task_id=self.task_id,
+            is_iteration=True,
+            metadata={"task_type": type(iteration).__name__, "is_new_task": True, "goto": False},
+        )
         return str(new_id)
 
     def _schedule(self, executable: Executable, dynamic: bool) -> None:

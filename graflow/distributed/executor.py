@@ -114,7 +114,7 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
     try:
         engine.attempt(ctx, local, ctx.task_queue, None)
     except Exception as exc:
-        # Raised outside the task body (an unknown handler, a broken tracer…): the run
+        # Raised outside the task body (an unknown handler…): the run
         # fails with it, as in-process, instead of waiting forever on a dead activation.
         engine.fail_final(store, secret_key, wire.task_id, exc, exc, ctx.channel)
         raise
