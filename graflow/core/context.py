@@ -279,10 +279,12 @@ class ExecutionContext(CurrentTask, SavedContext):
                 self.retry_controller.node_max_retries[base] = max_retries
         count = self.count_cycle(base, spec)
         tc = TaskExecutionContext(task.task_id, self, spec, base, count)
-        try:
-            self.tracer.on_task_start(task, self)
-        except Exception as exc:
-            hook_failed(self.tracer, "on_task_start", exc)
+        tracer = self.tracer
+        if type(tracer) is not SilentTracer:  # the default: skip the no-op calls
+            try:
+                tracer.on_task_start(task, self)
+            except Exception as exc:
+                hook_failed(tracer, "on_task_start", exc)
         self.push_task_context(tc)
         task.set_execution_context(self)
         return tc
@@ -296,10 +298,12 @@ class ExecutionContext(CurrentTask, SavedContext):
 
     def end_attempt(self, task: Executable, result: Any = None, error: Exception | None = None) -> None:
         """Call ``on_task_end`` (the task context still pushed, as upstream), then unbind and pop."""
-        try:
-            self.tracer.on_task_end(task, self, result=result, error=error)
-        except Exception as exc:
-            hook_failed(self.tracer, "on_task_end", exc)
+        tracer = self.tracer
+        if type(tracer) is not SilentTracer:
+            try:
+                tracer.on_task_end(task, self, result=result, error=error)
+            except Exception as exc:
+                hook_failed(tracer, "on_task_end", exc)
         task.set_execution_context(None)
         self.pop_task_context()
 

@@ -29,6 +29,7 @@ from graflow.exceptions import (
     warn,
 )
 from graflow.trace.guard import emit, hook_failed
+from graflow.trace.noop import SilentTracer
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -235,13 +236,13 @@ class WorkflowEngine:
                 f"edge {parent!r} -> {task_id!r}: {task_id!r} is not a task of the graph; "
                 "add it with @task inside the workflow"
             )
-        queue._items.append(
-            TaskSpec(task, ctx, trace_id=ctx.trace_id, parent_task_id=parent, group_id=group_id)
-        )
-        try:
-            ctx.tracer.on_task_queued(task, ctx)
-        except Exception as exc:
-            hook_failed(ctx.tracer, "on_task_queued", exc)
+        queue._items.append(TaskSpec.activation(task, ctx, parent, group_id))
+        tracer = ctx.tracer
+        if type(tracer) is not SilentTracer:
+            try:
+                tracer.on_task_queued(task, ctx)
+            except Exception as exc:
+                hook_failed(tracer, "on_task_queued", exc)
 
     @staticmethod
     def _withdraw(ctx: ExecutionContext, scheduled: list[TaskSpec] | None, queue: LocalTaskQueue) -> None:

@@ -26,6 +26,16 @@ class TaskGraph:
         self.version = 0
         #: Join plans by (version, start node); never pickled.
         self.plan_cache: dict[Any, Any] = {}
+        #: The three maps are shared with a copy (``copy``): the first change copies them.
+        self._shared = False
+
+    def _own(self) -> None:
+        """Copy-on-write: take private maps before the first change after ``copy``."""
+        if self._shared:
+            self._tasks = dict(self._tasks)
+            self._succ = {k: dict(v) for k, v in self._succ.items()}
+            self._pred = {k: dict(v) for k, v in self._pred.items()}
+            self._shared = False
 
     # -- nodes ---------------------------------------------------------------------
     def add_node(self, task: Executable, task_id: str | None = None, skip_if_exists: bool = False) -> None:
@@ -34,6 +44,7 @@ class TaskGraph:
             if skip_if_exists:
                 return
             raise DuplicateTaskError(node_id)
+        self._own()
         self._tasks[node_id] = task
         self._succ.setdefault(node_id, {})
         self._pred.setdefault(node_id, {})
@@ -54,6 +65,7 @@ class TaskGraph:
 
     def set_node(self, task_id: str, task: Executable) -> None:
         """Replace the executable stored under an existing or new id (no edge change)."""
+        self._own()
         if task_id not in self._tasks:
             self._succ.setdefault(task_id, {})
             self._pred.setdefault(task_id, {})
@@ -87,6 +99,7 @@ class TaskGraph:
     def remove_node(self, task_id: str) -> None:
         if task_id not in self._tasks:
             raise KeyError(f"no task {task_id!r} in the graph")
+        self._own()
         for s in self._succ.pop(task_id):
             self._pred[s].pop(task_id, None)
         for p in self._pred.pop(task_id):
@@ -109,6 +122,7 @@ class TaskGraph:
 
     # -- edges ---------------------------------------------------------------------
     def add_edge(self, from_node: str, to_node: str, **_attrs: Any) -> None:
+        self._own()
         self._succ.setdefault(from_node, {})[to_node] = None
         self._pred.setdefault(to_node, {})[from_node] = None
         self._succ.setdefault(to_node, {})
@@ -116,6 +130,7 @@ class TaskGraph:
         self._bump()
 
     def remove_edge(self, u: str, v: str) -> None:
+        self._own()
         try:
             del self._succ[u][v]
             del self._pred[v][u]
@@ -195,6 +210,7 @@ class TaskGraph:
             raise KeyError(f"no task {old!r} in the graph")
         if new in self._tasks:
             raise ValueError(f"cannot rename {old!r} to {new!r}: that id already exists")
+        self._shared = False  # every map is rebuilt below
         self._tasks = {(new if k == old else k): v for k, v in self._tasks.items()}
 
         def ren(d: dict[str, dict[str, None]]) -> dict[str, dict[str, None]]:
@@ -208,17 +224,16 @@ class TaskGraph:
         self._bump()
 
     def clear(self) -> None:
-        self._tasks.clear()
-        self._succ.clear()
-        self._pred.clear()
+        self._tasks, self._succ, self._pred = {}, {}, {}
+        self._shared = False
         self._bump()
 
     def copy(self) -> TaskGraph:
-        """A structural copy for one run; it shares the join-plan cache while unchanged."""
+        """A structural copy for one run; it shares the maps (copied by whichever side
+        changes first) and the join-plan cache while unchanged."""
         other = TaskGraph()
-        other._tasks = dict(self._tasks)
-        other._succ = {k: dict(v) for k, v in self._succ.items()}
-        other._pred = {k: dict(v) for k, v in self._pred.items()}
+        other._tasks, other._succ, other._pred = self._tasks, self._succ, self._pred
+        self._shared = other._shared = True
         other.version = self.version
         other.plan_cache = self.plan_cache
         return other
@@ -262,6 +277,7 @@ class TaskGraph:
         self._tasks = state["tasks"]
         self._succ = state["succ"]
         self._pred = state["pred"]
+        self._shared = False
         self.version = 0
         self.plan_cache = {}
 

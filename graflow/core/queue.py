@@ -44,6 +44,21 @@ class TaskSpec:
     resuming: bool = False
     _spec_id: str | None = None
 
+    @classmethod
+    def activation(
+        cls, executable: Executable, ctx: ExecutionContext, parent_task_id: str | None, group_id: str | None
+    ) -> TaskSpec:
+        """A new activation, as the in-process engine makes one per ready task: only the
+        fields that differ from their defaults are set (the rest are class attributes)."""
+        spec = object.__new__(cls)
+        spec.executable = executable
+        spec.execution_context = ctx
+        spec.created_at = time.time()
+        spec.trace_id = ctx.trace_id
+        spec.parent_task_id = parent_task_id
+        spec.group_id = group_id
+        return spec
+
     @property
     def task_id(self) -> str:
         return self.executable.task_id

@@ -121,34 +121,46 @@ class JoinPlan:
         start_node: str | None,
     ) -> None:
         node_list = list(nodes)
-        augmented: dict[str, list[str]] = {n: list(succ.get(n, ())) for n in node_list}
-        for gid, members in groups.items():
-            augmented.setdefault(gid, []).extend(members)
+        # Groups add edges to their members; without groups the successor map is used as is.
+        augmented: Mapping[str, Iterable[str]] = succ
+        if groups:
+            extended = {n: list(succ.get(n, ())) for n in node_list}
+            for gid, members in groups.items():
+                extended.setdefault(gid, []).extend(members)
+            augmented = extended
         comp_of = _cyclic_components(augmented)
-        reach = _reachable(start_node, augmented) if start_node is not None else set(augmented)
+        reach = _reachable(start_node, augmented) if start_node is not None else None
         pred: dict[str, list[str]] = {}
         for u in node_list:
-            for v in succ.get(u, ()):
-                pred.setdefault(v, []).append(u)
+            targets = succ.get(u)
+            if targets and (reach is None or u in reach):  # unreachable predecessors never arrive
+                for v in targets:
+                    ps = pred.get(v)
+                    if ps is None:
+                        pred[v] = [u]
+                    else:
+                        ps.append(u)
         forward: dict[str, frozenset[str]] = {}
         for v, ps in pred.items():
-            cv = comp_of.get(v)
+            cv = comp_of.get(v) if comp_of else None
             if cv is None:  # not on any cycle: every reachable predecessor is forward
-                forward[v] = frozenset(p for p in ps if p in reach)
+                forward[v] = frozenset(ps)
             else:
-                forward[v] = frozenset(p for p in ps if comp_of.get(p) != cv and p in reach)
+                forward[v] = frozenset(p for p in ps if comp_of.get(p) != cv)
+        empty: frozenset[str] = frozenset()
         self.next: dict[str, tuple[tuple[str, frozenset[str] | None], ...]] = {}
         for u in node_list:
-            entries: list[tuple[str, frozenset[str] | None]] = []
-            for v in succ.get(u, ()):
-                need = forward.get(v, frozenset())
-                entries.append((v, need if u in need else TRIGGER))
-            if entries:
+            targets = succ.get(u)
+            if targets:
+                entries = []
+                for v in targets:
+                    need = forward.get(v, empty)
+                    entries.append((v, need if u in need else TRIGGER))
                 self.next[u] = tuple(entries)
         self.forward = forward
 
 
-def _cyclic_components(succ: Mapping[str, list[str]]) -> dict[str, int]:
+def _cyclic_components(succ: Mapping[str, Iterable[str]]) -> dict[str, int]:
     """Component ids of the nodes that lie on a cycle; acyclic nodes are left out.
 
     Kahn's algorithm peels the acyclic part first (cheap); Tarjan runs only on the rest.

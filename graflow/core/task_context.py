@@ -35,27 +35,19 @@ class CheckpointRequest:
 class TaskExecutionContext:
     """One attempt's view of the run."""
 
-    __slots__ = (
-        "__weakref__",
-        "_local_data",
-        "attempt",
-        "base_id",
-        "cancel_called",
-        "cancel_message",
-        "cancel_task_id",
-        "checkpoint_request",
-        "control",
-        "cycle_count",
-        "execution_context",
-        "goto_called",
-        "iterated",
-        "scheduled",
-        "spec",
-        "start_time",
-        "task_id",
-        "terminate_called",
-        "terminate_message",
-    )
+    # Plain attributes with class-level defaults: an attempt sets only what differs
+    # (the in-process engine makes one of these per attempt; see benchmarks/local_engine.py).
+    _local_data: dict[str, Any] | None = None
+    control = False
+    goto_called = False
+    iterated = False
+    terminate_called = False
+    cancel_called = False
+    terminate_message: str | None = None
+    cancel_message: str | None = None
+    cancel_task_id: str | None = None
+    checkpoint_request: CheckpointRequest | None = None
+    scheduled: list[TaskSpec] | None = None
 
     def __init__(
         self,
@@ -76,17 +68,6 @@ class TaskExecutionContext:
         )
         self.attempt = spec.attempt if spec is not None else 1
         self.start_time = time.time()
-        self._local_data: dict[str, Any] | None = None
-        self.control = False
-        self.goto_called = False
-        self.iterated = False
-        self.terminate_called = False
-        self.cancel_called = False
-        self.terminate_message: str | None = None
-        self.cancel_message: str | None = None
-        self.cancel_task_id: str | None = None
-        self.checkpoint_request: CheckpointRequest | None = None
-        self.scheduled: list[TaskSpec] | None = None
 
     # -- identity ------------------------------------------------------------------
     @property

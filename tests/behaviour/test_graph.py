@@ -385,3 +385,59 @@ def test_graph_module_imports_no_networkx_or_plotting(tmp_path):
         """
     )
     assert _run_python(code, cwd=tmp_path) == ""
+
+
+@pytest.mark.parametrize("change", ["add_node", "add_edge", "remove_edge", "remove_node", "rename_node", "clear"])
+def test_a_copy_and_its_original_never_see_each_others_changes(change):
+    """``copy`` shares the maps until one side changes (copy-on-write): whichever side
+    changes, the other keeps the structure it had, also after a second copy."""
+    a, b, c = _t("a"), _t("b"), _t("c")
+    original = TaskGraph()
+    for t in (a, b, c):
+        original.add_node(t)
+    original.add_edge("a", "b")
+    original.add_edge("b", "c")
+    before = (sorted(original.nodes), sorted(original.edges))
+
+    def apply(g):
+        {
+            "add_node": lambda: g.add_node(_t("x")),
+            "add_edge": lambda: g.add_edge("a", "c"),
+            "remove_edge": lambda: g.remove_edge("a", "b"),
+            "remove_node": lambda: g.remove_node("c"),
+            "rename_node": lambda: g.rename_node("b", "bb"),
+            "clear": g.clear,
+        }[change]()
+
+    for changed_side in ("copy", "original"):
+        base = TaskGraph()
+        for t in (a, b, c):
+            base.add_node(t)
+        base.add_edge("a", "b")
+        base.add_edge("b", "c")
+        first, second = base.copy(), base.copy()
+        target = first if changed_side == "copy" else base
+        apply(target)
+        untouched = [g for g in (base, first, second) if g is not target]
+        for g in untouched:
+            assert (sorted(g.nodes), sorted(g.edges)) == before, (changed_side, g)
+            assert g.successors("a") == ["b"] and g.predecessors("c") == ["b"]
+        assert (sorted(target.nodes), sorted(target.edges)) != before
+
+
+def test_next_task_in_a_run_leaves_the_workflow_graph_alone():
+    with workflow("cow") as wf:
+
+        @task(inject_context=True)
+        def start(ctx):
+            ctx.next_task(TaskWrapper("extra", lambda: "x", register_to_context=False))
+
+        @task
+        def end():
+            return "end"
+
+        start >> end
+
+    wf.execute("start")
+    wf.execute("start")
+    assert sorted(wf.graph.nodes) == ["end", "start"] and wf.graph.edges == [("start", "end")]
