@@ -98,6 +98,11 @@ class SessionKeys:
     def group(self, group_run: str) -> str:
         return self.part(f"group:{group_run}")
 
+    def group_done(self, group_run: str) -> str:
+        """Pub/sub channel: published once when the last branch of a producer-driven
+        group run has finished (the producer waits on it, not on every event)."""
+        return self.part(f"group:{group_run}:done")
+
     @property
     def cycled(self) -> str:
         """Hash of activations whose cycle was counted (a redelivery must not count again)."""

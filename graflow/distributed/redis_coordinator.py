@@ -118,10 +118,10 @@ def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | Non
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     next_report = time.monotonic() + REPORT_EVERY
     pubsub = store.client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(store.keys.events)
+    pubsub.subscribe(store.keys.group_done(group_run))  # before the first check: no lost wake-up
     try:
         while True:
-            # Two small fields per wake-up; the whole record (every branch's result) once.
+            # Two small fields per check; the whole record (every branch's result) once.
             finished, branches = store.client.hmget(store.keys.group(group_run), "finished", "branches")
             if finished is not None and int(finished) >= int(branches or 1):
                 record: dict[str, str] = store.group(group_run)

@@ -90,10 +90,14 @@ local function branch_done(run, branch, outcome, finalize)
   if redis.call('HEXISTS', g, 'closed:' .. branch) == 1 then return nil end
   redis.call('HSET', g, 'closed:' .. branch, 1, 'res:' .. branch, outcome)
   local fin = redis.call('HINCRBY', g, 'finished', 1)
-  -- ``finalize`` is cjson.null (truthy userdata, not nil) for producer-driven groups.
-  if fin >= tonumber(redis.call('HGET', g, 'branches')) and finalize and finalize ~= cjson.null then
-    redis.call('HSET', k('pending'), finalize[1], finalize[2])
-    return finalize[2]
+  if fin >= tonumber(redis.call('HGET', g, 'branches')) then
+    -- ``finalize`` is cjson.null (truthy userdata, not nil) for producer-driven groups:
+    -- their producer waits on the group's own channel (SessionKeys.group_done).
+    if finalize and finalize ~= cjson.null then
+      redis.call('HSET', k('pending'), finalize[1], finalize[2])
+      return finalize[2]
+    end
+    redis.call('PUBLISH', g .. ':done', fin)
   end
   return nil
 end
