@@ -75,10 +75,9 @@ class LocalDriver:
         initial_channel: dict[str, Any] | None = None,
         max_steps: int = 10000,
     ) -> Outcome:
-        from graflow.core.context import ExecutionContext
         from graflow.core.engine import WorkflowEngine
 
-        ctx = ExecutionContext.create(wf.graph, start_node, max_steps=max_steps)
+        ctx = self.context(wf, start_node, max_steps)
         for key, value in (initial_channel or {}).items():
             ctx.channel.set(key, value)
         result: Any = None
@@ -97,6 +96,11 @@ class LocalDriver:
             error=error,
             session_id=ctx.session_id,
         )
+
+    def context(self, wf: Any, start_node: str | None, max_steps: int) -> Any:
+        from graflow.core.context import ExecutionContext
+
+        return ExecutionContext.create(wf.graph, start_node, max_steps=max_steps)
 
 
 def user_client(redis_url: str, kind: str) -> Any:
@@ -123,17 +127,9 @@ class ProducerDriver(LocalDriver):
         self.kind = kind
         self.name = f"producer-{kind}"
 
-    def run(
-        self,
-        wf: Any,
-        start_node: str | None = None,
-        *,
-        initial_channel: dict[str, Any] | None = None,
-        max_steps: int = 10000,
-    ) -> Outcome:
+    def context(self, wf: Any, start_node: str | None, max_steps: int) -> Any:
         from graflow.core.context import ExecutionContext
         from graflow.core.coordinator import CoordinationBackend
-        from graflow.core.engine import WorkflowEngine
         from graflow.core.executable import ParallelGroup
 
         client = user_client(self.pool.redis_url, self.kind)
@@ -142,26 +138,8 @@ class ProducerDriver(LocalDriver):
             task = wf.graph.get_node(node)
             if isinstance(task, ParallelGroup):
                 task.with_execution(backend=CoordinationBackend.REDIS, backend_config={**config, "queue": self.pool.queue})
-        ctx = ExecutionContext.create(
+        return ExecutionContext.create(
             wf.graph, start_node, max_steps=max_steps, channel_backend="redis", config=config
-        )
-        for key, value in (initial_channel or {}).items():
-            ctx.channel.set(key, value)
-        result: Any = None
-        error: BaseException | None = None
-        try:
-            result = WorkflowEngine().execute(ctx)
-        except Exception as exc:
-            error = exc
-        return Outcome(
-            result=result,
-            completed_tasks=list(ctx.completed_tasks),
-            steps=ctx.steps,
-            stop_reason=ctx.stop_reason,
-            max_steps_reached=bool(ctx.max_steps_reached),
-            channel=ctx.channel,
-            error=error,
-            session_id=ctx.session_id,
         )
 
 
