@@ -5,7 +5,9 @@
 Each workload is timed two ways: **warm** — the same workflow executed again and
 again (``wf.execute()`` builds a fresh context each time; the join plan is cached on
 the graph), and **cold** — the first execution of a newly built workflow, so join
-planning and first-use costs are included. Figures are medians.
+planning and first-use costs are included. Figures are medians of ``--runs`` samples; a
+sample of a small workload (the fan-outs) is the mean of back-to-back runs worth 2,000
+tasks, so that it is not timer noise.
 
 ``--compare PYTHON`` runs the same workloads under another interpreter (one with
 upstream ``graflow==0.2.0`` installed, say) in the same invocation, alternating the
@@ -71,23 +73,32 @@ def workloads(chain: int, width: int) -> dict[str, tuple[Any, int, str]]:
     }
 
 
+#: A sample runs a workload this many tasks' worth of times at least: a 53-task fan-out
+#: takes about a millisecond, too short for one run to be a stable sample.
+SAMPLE_TASKS = 2000
+
+
 def sample(runs: int, chain: int, width: int) -> dict[str, dict[str, list[float]]]:
-    """Seconds per run of each workload, warm and cold, in this interpreter."""
+    """Seconds per run of each workload, warm and cold, in this interpreter (each sample
+    is the mean over ``repeat`` back-to-back runs, so small workloads are not timer noise)."""
     out: dict[str, dict[str, list[float]]] = {}
-    for name, (build, _, first) in workloads(chain, width).items():
+    for name, (build, tasks, first) in workloads(chain, width).items():
+        repeat = max(1, -(-SAMPLE_TASKS // tasks))
         cold = []
         for _ in range(runs):
-            wf = build()
+            fresh = [build() for _ in range(repeat)]
             start = time.perf_counter()
-            wf.execute(first, max_steps=10**9)
-            cold.append(time.perf_counter() - start)
+            for wf in fresh:
+                wf.execute(first, max_steps=10**9)
+            cold.append((time.perf_counter() - start) / repeat)
         wf = build()
         wf.execute(first, max_steps=10**9)  # warm-up
         warm = []
         for _ in range(runs):
             start = time.perf_counter()
-            wf.execute(first, max_steps=10**9)
-            warm.append(time.perf_counter() - start)
+            for _ in range(repeat):
+                wf.execute(first, max_steps=10**9)
+            warm.append((time.perf_counter() - start) / repeat)
         out[name] = {"warm": warm, "cold": cold}
     return out
 

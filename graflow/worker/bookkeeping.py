@@ -287,7 +287,7 @@ def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None)
     ]
     index = layout.worker_executions_key(worker.name) or ""
     args = [job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index]
-    outcome = int(worker.success_script(keys=keys, args=args))
+    outcome = int(worker.success_script(keys=keys, args=args, client=worker.hot_connection))
     if outcome >= 0:
         compat.set_execution(worker, None)
         if state:
@@ -326,11 +326,13 @@ def take(worker: GraflowWorker) -> tuple[Job, Queue] | None:
             worker.rq_lease_score(),
             layout.worker_executions_key(worker.name) or "",
         ],
+        client=worker.hot_connection,
     )
     if not found:
         return None
     queue_key, job_id, flat = as_text(found[0]), as_text(found[1]), found[2]
-    job = worker.job_class(job_id, connection=worker.connection, serializer=worker.serializer)
+    # In-process only (no fork): the job's steps run on this process's own connection.
+    job = worker.job_class(job_id, connection=worker.hot_connection, serializer=worker.serializer)
     job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))  # the hash as started
     execution = Execution(
         id=execution_id, job_id=job_id, connection=worker.connection, worker_name=worker.name

@@ -76,6 +76,7 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
     set_default_timeout(settings.task_timeout)  # read by every pooled attempt (PoolEngine)
     use_settings(settings.settings)  # one redelivery limit, TTLs ... for every library call
     connection = settings.connect()
+    worker: GraflowWorker | None = None
     try:
         with wrap_connection_errors(settings.url):
             worker = GraflowWorker(
@@ -109,6 +110,8 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
     except RedisUnavailableError as exc:
         raise redis_error(settings, exc) from None
     finally:
+        if worker is not None:
+            worker.close_hot_connection()
         connection.close()
 
 

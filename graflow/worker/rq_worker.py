@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 from typing import Any
@@ -58,6 +59,18 @@ _SUSPENSION_FRESH = 1.0
 
 class StartedElsewhere(Exception):
     """The dequeued job was started by another worker first (``bookkeeping.prepare``)."""
+
+
+#: Forks this process descends from (a child's count differs from its parent's): tells
+#: ``hot_connection`` its connection was inherited, without a ``getpid`` call per use.
+_forks = [0]
+
+
+def _after_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class GraflowWorker(LifecycleWorker):
@@ -125,9 +138,28 @@ class GraflowWorker(LifecycleWorker):
         self.take_script = self.connection.register_script(bookkeeping.TAKE_SCRIPT)
         self.batch_script = self.connection.register_script(bookkeeping.BATCH_SCRIPT)
         self._queues_by_key: dict[str, Queue] = {}
+        self._hot: Any = None
+        self._hot_fork = 0
         #: job id → the "abandoned: …" reason of a job redelivered after its horse died.
         self._abandoned_reasons: dict[str, str] = {}
         self._reaper: Any = None
+
+    @property
+    def hot_connection(self) -> Any:
+        """This process's own single connection for the per-task steps (take, the job's
+        session steps and channel, success): no pool checks per command. Made again after
+        a fork; never used for blocking commands (rq's dequeue keeps ``connection``)."""
+        if self._hot is None or self._hot_fork != _forks[0]:
+            from graflow.redisconn import dedicated_client
+
+            self._hot = dedicated_client(self.connection)
+            self._hot_fork = _forks[0]
+        return self._hot
+
+    def close_hot_connection(self) -> None:
+        hot, self._hot = self._hot, None
+        if hot is not None and self._hot_fork == _forks[0]:
+            hot.close()
 
     # ------------------------------------------------------------------ hooks
     def on_job_abandoned(self, job: Job) -> None:
