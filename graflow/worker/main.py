@@ -20,6 +20,10 @@ from graflow.redisconn import build_url
 from graflow.settings import Settings, environ
 from graflow.worker.settings import WorkerSettings
 
+#: Upstream's worker runs 4 tasks at once by default (threads); this entry point runs as
+#: many, as processes, so an upstream deployment keeps its parallelism.
+UPSTREAM_CONCURRENCY = 4
+
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The upstream flags; their defaults are upstream's variables of ``env`` (default: the
@@ -64,8 +68,9 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     p.add_argument(
         "--max-concurrent-tasks",
         type=int,
-        default=int(env.get("MAX_CONCURRENT_TASKS") or 1),
-        help="worker processes, each running one task at a time (MAX_CONCURRENT_TASKS; default 1)",
+        default=int(env.get("MAX_CONCURRENT_TASKS") or UPSTREAM_CONCURRENCY),
+        help="tasks run at once: worker processes, each running one task at a time "
+        f"(MAX_CONCURRENT_TASKS; default {UPSTREAM_CONCURRENCY}, as upstream's threads)",
     )
     p.add_argument(
         "--poll-interval",

@@ -147,7 +147,8 @@ def test_upstream_main_flags_and_env() -> None:
     assert (
         s.url == "redis://localhost:6379/0" and s.queues == ("graflow",) and s.prefix == "graflow"
     )
-    assert s.name == f"worker_{os.getpid()}" and s.concurrency == 1 and s.log_level == "INFO"
+    # Upstream's worker runs 4 tasks at once by default; so does its entry point here.
+    assert s.name == f"worker_{os.getpid()}" and s.concurrency == 4 and s.log_level == "INFO"
     env = {
         "REDIS_HOST": "rh", "REDIS_PORT": "7000", "REDIS_DB": "5", "REDIS_KEY_PREFIX": "kp",
         "WORKER_ID": "w9", "LOG_LEVEL": "debug", "MAX_CONCURRENT_TASKS": "3", "POLL_INTERVAL": "2",
