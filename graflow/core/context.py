@@ -19,7 +19,7 @@ from graflow.core.run_state import LocalRunState
 from graflow.core.scope import in_task_body
 from graflow.core.task_context import TaskExecutionContext
 from graflow.trace.base import Tracer
-from graflow.trace.guard import hook_failed
+from graflow.trace.guard import emit, hook_failed
 from graflow.trace.noop import SilentTracer
 
 if TYPE_CHECKING:
@@ -153,10 +153,7 @@ class ExecutionContext(CurrentTask, SavedContext):
 
     def add_to_queue(self, executable: Executable) -> None:
         self.task_queue.enqueue(TaskSpec(executable, self, trace_id=self.trace_id))
-        try:
-            self.tracer.on_task_queued(executable, self)
-        except Exception as exc:
-            hook_failed(self.tracer, "on_task_queued", exc)
+        emit(self.tracer.on_task_queued, executable, self)
 
     def get_next_task(self) -> str | None:
         return self.task_queue.get_next_task()
@@ -214,10 +211,7 @@ class ExecutionContext(CurrentTask, SavedContext):
         with self._lock:
             self.state.clear_arrivals(executable.task_id)
             queue.enqueue(spec)
-        try:
-            self.tracer.on_task_queued(executable, self)
-        except Exception as exc:
-            hook_failed(self.tracer, "on_task_queued", exc)
+        emit(self.tracer.on_task_queued, executable, self)
         return spec
 
     def _queue_for(self, tc: TaskExecutionContext) -> LocalTaskQueue:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from graflow.core.branches import run_detached
@@ -24,14 +24,17 @@ if TYPE_CHECKING:
     from graflow.core.handlers.group_policy import GroupExecutionPolicy
 
 
-def detached_group(
+def run_group_call(
     group_id: str,
     tasks: Sequence[Executable],
+    execution_context: ExecutionContext,
     backend: CoordinationBackend,
     backend_config: dict[str, Any],
     policy: str | GroupExecutionPolicy,
-) -> ParallelGroup:
-    """A group named ``group_id`` outside every workflow's graph, configured like one inside."""
+    pool: Executor | None = None,
+) -> None:
+    """Run ``tasks`` as a group named ``group_id`` outside every workflow's graph,
+    configured like one inside, through the engine's branch code (``run_detached``)."""
     for member in tasks:
         if not isinstance(member, Executable):
             raise TypeError(
@@ -39,7 +42,8 @@ def detached_group(
                 "pass the @task functions (or other executables) to run"
             )
     group = ParallelGroup(list(tasks), name=group_id, register_to_context=False)
-    return group.with_execution(backend=backend, backend_config=backend_config, policy=policy)
+    group.with_execution(backend=backend, backend_config=backend_config, policy=policy)
+    run_detached(WorkflowEngine(), execution_context, group, pool)
 
 
 class GroupExecutor:
@@ -71,8 +75,7 @@ class GroupExecutor:
         ``thread_count`` sizes the threads, the Redis keys are those of ``with_execution``."""
         resolved = GroupExecutor._resolve_backend(backend)
         config = {**getattr(exec_context, "config", {}), **(backend_config or {})}
-        group = detached_group(group_id, tasks, resolved, config, policy)
-        run_detached(WorkflowEngine(), exec_context, group)
+        run_group_call(group_id, tasks, exec_context, resolved, config, policy)
 
     @staticmethod
     def direct_execute(
@@ -82,8 +85,7 @@ class GroupExecutor:
         policy_instance: GroupExecutionPolicy,
     ) -> None:
         """Run the members one after another in the calling thread, then the policy."""
-        group = detached_group(group_id, tasks, CoordinationBackend.DIRECT, {}, policy_instance)
-        run_detached(WorkflowEngine(), execution_context, group)
+        run_group_call(group_id, tasks, execution_context, CoordinationBackend.DIRECT, {}, policy_instance)
 
 
 class ThreadingCoordinator(TaskCoordinator):
@@ -108,10 +110,8 @@ class ThreadingCoordinator(TaskCoordinator):
         execution_context: ExecutionContext,
         policy: GroupExecutionPolicy,
     ) -> None:
-        group = detached_group(
-            group_id, tasks, CoordinationBackend.THREADING, {"thread_count": self.thread_count}, policy
-        )
-        run_detached(WorkflowEngine(), execution_context, group, self._ensure_executor())
+        run_group_call(group_id, tasks, execution_context, CoordinationBackend.THREADING,
+                       {"thread_count": self.thread_count}, policy, self._ensure_executor())  # fmt: skip
 
     def shutdown(self) -> None:
         """Stop the threads (waiting for running branches); the next group starts new ones."""
@@ -120,4 +120,4 @@ class ThreadingCoordinator(TaskCoordinator):
             self._executor = None
 
 
-__all__ = ["GroupExecutor", "ThreadingCoordinator", "detached_group"]
+__all__ = ["GroupExecutor", "ThreadingCoordinator", "run_group_call"]

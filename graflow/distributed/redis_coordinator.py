@@ -140,9 +140,7 @@ def _wait(store: Any, group_run: str, group: ParallelGroup, timeout: float | Non
                 waiting = [m.task_id for m in group.tasks if f"res:{m.task_id}" not in record]
                 logger.info("group %s waits for branches %s; live workers: %s", group.task_id, waiting, _workers(store.client))
                 next_report = now + REPORT_EVERY
-            if pubsub.get_message(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - now))):
-                while pubsub.get_message(timeout=0.0):  # one check for a burst of events
-                    pass
+            pubsub.get_message(timeout=1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
     finally:
         pubsub.close()
 
@@ -218,17 +216,14 @@ class RedisCoordinator(TaskCoordinator):
             execution_context = exec_context
         if execution_context is None:
             raise TypeError("execute_group: missing the run's context; pass execution_context (or exec_context)")
-        from graflow.core.branches import run_detached
         from graflow.core.coordinator import CoordinationBackend
-        from graflow.core.engine import WorkflowEngine
-        from graflow.core.group_executor import detached_group
+        from graflow.core.group_executor import run_group_call
 
         config = {
             "redis_client": getattr(self.task_queue, "redis_client", None),
             "key_prefix": getattr(self.task_queue, "key_prefix", keys.DEFAULT_PREFIX),
         }
-        group = detached_group(group_id, tasks, CoordinationBackend.REDIS, config, policy)
-        run_detached(WorkflowEngine(), execution_context, group)
+        run_group_call(group_id, tasks, execution_context, CoordinationBackend.REDIS, config, policy)
 
 
 __all__ = ["RedisCoordinator", "run_branches_on_pool"]
