@@ -19,6 +19,7 @@ from graflow.core.local_queue import LocalTaskQueue
 from graflow.core.queue import TaskSpec
 from graflow.core.task_context import CheckpointRequest
 from graflow.distributed import dispatch
+from graflow.distributed.attempt_info import AttemptInfo
 from graflow.distributed.pool_context import PoolContext
 from graflow.distributed.pool_engine import Branch, PoolEngine
 from graflow.distributed.session import SessionStore
@@ -66,8 +67,12 @@ class GroupOutcome:
         self.control = self.terminate_called or self.cancel_called or self.checkpoint_request is not None
 
 
-def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict[str, Any]:
-    """Run one activation of a pooled session; returns the outcome of its session step."""
+def execute(
+    client: Any, wire: Wire, worker: str, secret_key: SecretKey, info: AttemptInfo | None = None
+) -> dict[str, Any]:
+    """Run one activation of a pooled session; returns the outcome of its session step.
+    ``info``, when given, is told when the attempt started and how it ended."""
+    info = info if info is not None else AttemptInfo(wire, worker)
     store = SessionStore(client, wire.key_prefix, wire.session_id)
     try:
         graph = graph_store(client, wire.key_prefix, secret_key).get(wire.graph_hash)
@@ -82,16 +87,19 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
                       {"error_type": "GraflowRuntimeError", "failed_task": wire.task_id})  # fmt: skip
         raise GraflowRuntimeError(message, task_id=wire.task_id)
     if wire.phase == "finish":
-        return finish_group(store, wire, graph, worker, secret_key)
+        return finish_group(store, wire, graph, worker, secret_key, info)
     task = graph.task(wire.task_id)
     is_group = isinstance(task, ParallelGroup)
     base = base_task_id(wire.task_id)
     start = store.start(wire.spec_id, worker, wire.attempt, base, count_cycle=not is_group)
     if start["status"] != "ok":
-        return _not_started(store, wire, start, secret_key)
+        return _not_started(store, wire, start, secret_key, info)
+    info.started(start["meta"])
     branch = Branch(wire.group_id, wire.group_run, wire.branch_id)
     if is_group:
-        return start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
+        outcome = start_group(store, wire, task, branch, secret_key)  # type: ignore[arg-type]
+        info.outcome = "completed"
+        return outcome
     ctx = PoolContext(graph, start["meta"], store, _attempt_channel(client, wire, secret_key), secret_key)
     if task is None:
         try:
@@ -117,8 +125,15 @@ def execute(client: Any, wire: Wire, worker: str, secret_key: SecretKey) -> dict
         # Raised outside the task body (an unknown handler…): the run
         # fails with it, as in-process, instead of waiting forever on a dead activation.
         engine.fail_final(store, secret_key, wire.task_id, exc, exc, ctx.channel)
+        _report(info, engine)
         raise
+    _report(info, engine)
     return engine.outcome
+
+
+def _report(info: AttemptInfo, engine: PoolEngine) -> None:
+    info.outcome = engine.verdict()
+    info.error_type = engine.error_type if info.outcome in ("retried", "failed", "redelivered") else ""
 
 
 def _cannot_load(store: SessionStore, wire: Wire, worker: str, exc: Exception, secret_key: SecretKey) -> Exception:
@@ -139,8 +154,11 @@ def _cannot_load(store: SessionStore, wire: Wire, worker: str, exc: Exception, s
     return fail_attempt(store, wire, worker, exc, secret_key)
 
 
-def _not_started(store: SessionStore, wire: Wire, start: dict[str, Any], secret_key: SecretKey) -> dict[str, Any]:
+def _not_started(
+    store: SessionStore, wire: Wire, start: dict[str, Any], secret_key: SecretKey, info: AttemptInfo
+) -> dict[str, Any]:
     status = start["status"]
+    info.outcome = "superseded" if status == "superseded" else "skipped"
     if status == "missing":
         logger.warning("session %s does not exist (expired or purged); dropping %s", wire.session_id, wire.task_id)
     elif status == "final":
@@ -196,13 +214,18 @@ def member_results(record: dict[str, str], group: ParallelGroup) -> dict[str, Ta
     return results
 
 
-def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str, secret_key: SecretKey) -> dict[str, Any]:
+def finish_group(
+    store: SessionStore, wire: Wire, graph: TaskGraph, worker: str, secret_key: SecretKey,
+    info: AttemptInfo | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The last branch is done: apply the policy, then complete the group like a task."""
+    info = info if info is not None else AttemptInfo(wire, worker)
     record = store.group(wire.group_run or "")
     group_id = record.get("group_id", wire.task_id)
     start = store.start(wire.spec_id, worker, wire.attempt, group_id, count_cycle=False)
     if start["status"] != "ok":
-        return _not_started(store, wire, start, secret_key)
+        return _not_started(store, wire, start, secret_key, info)
+    info.started(start["meta"])
     group = graph.task(group_id)
     if not isinstance(group, ParallelGroup):
         raise GraflowRuntimeError(f"{group_id!r} is not a parallel group of graph {wire.graph_hash[:12]}")
@@ -222,9 +245,11 @@ def finish_group(store: SessionStore, wire: Wire, graph: TaskGraph, worker: str,
             group.policy.on_group_finished(group_id, list(group.tasks), member_results(record, group), ctx)
         except Exception as exc:
             engine._failed(ctx, local, group_id, None, exc, ctx.task_queue)
+            _report(info, engine)
             return engine.outcome
         ctx.results[f"{group_id}.__result__"] = None
     engine.commit(ctx, local, group_id, group_id, report, LocalTaskQueue(ctx), None)
+    _report(info, engine)
     return engine.outcome
 
 

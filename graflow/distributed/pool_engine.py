@@ -65,6 +65,19 @@ class PoolEngine(WorkflowEngine):
         self.branch = branch
         self.worker = worker
         self.outcome: dict[str, Any] = {}
+        #: Which step answered last ("commit", "retry", "fail", "redeliver", "superseded"),
+        #: and the error the attempt failed with: ``verdict()`` reads both.
+        self.step = ""
+        self.error_type = ""
+
+    def verdict(self) -> str:
+        """The attempt's outcome as ``AttemptInfo.outcome`` names it."""
+        status = self.outcome.get("status")
+        if self.step == "superseded" or status == "superseded":
+            return "superseded"
+        if status in ("final", "missing", "dup") or not self.step:
+            return "skipped" if self.step else "error"
+        return {"commit": "completed", "retry": "retried", "fail": "failed", "redeliver": "redelivered"}[self.step]
 
     def attempt_guard(self, task: Any, spec: TaskSpec) -> AttemptGuard:
         """Every pooled attempt is guarded: its timeout (the task's, else the worker's
@@ -187,6 +200,7 @@ class PoolEngine(WorkflowEngine):
             for name, blob in zip(names, blobs, strict=True):
                 check_value_size(name, len(blob))
             self.outcome = pctx.store.commit(control, blobs, names)
+            self.step = "commit"
         except ValueTooLargeError as exc:
             # Refused before it was sent (or by Redis's own limit: nothing was applied). The
             # attempt fails as if the task had raised it, so its retry policy applies; it is
@@ -257,6 +271,7 @@ class PoolEngine(WorkflowEngine):
         lost (see docs/failover.md), once Redis answers again.
         """
         pctx: PoolContext = ctx  # type: ignore[assignment]
+        self.error_type = type(exc).__name__
         if superseded(pctx.channel, exc):
             self.drop_superseded()
             return
@@ -281,6 +296,7 @@ class PoolEngine(WorkflowEngine):
             "base_id": base_id, "mode": "retry", "retry": encode(retry).decode(), "retry_id": retry.spec_id,
             "error": {"message": str(exc)},
         })  # fmt: skip
+        self.step = "retry"
         if self.outcome.get("status") == "retry":
             dispatch.enqueue(pctx.store.client, [retry], secret_key=pctx.secret_key)
 
@@ -288,6 +304,7 @@ class PoolEngine(WorkflowEngine):
         """An attempt that lost its activation (its channel refused a write) records nothing:
         no retry, failure or result; the job succeeds, so rq counts no failed job for it."""
         self.outcome = {"status": "superseded"}
+        self.step = "superseded"
         self._log_superseded()
 
     def _log_superseded(self) -> None:
@@ -304,6 +321,7 @@ class PoolEngine(WorkflowEngine):
         nxt = msgspec.structs.replace(w, attempt=w.attempt + 1, redeliveries=w.redeliveries + 1,
                                       enqueued_at=time.time(), not_before=0.0)  # fmt: skip
         self.outcome = store.redeliver(w.spec_id, w.attempt, encode(nxt), self.worker or "unknown")
+        self.step = "redeliver"
         enqueue = self.outcome.get("enqueue") or []
         if enqueue:
             with_retry(lambda: dispatch.enqueue(store.client, enqueue, secret_key=secret_key, skip_existing=True),
@@ -348,6 +366,8 @@ class PoolEngine(WorkflowEngine):
             self.drop_superseded()
             return
         self.outcome = store.fail(control, blobs)
+        self.step = "fail"
+        self.error_type = self.error_type or type(error).__name__
         self.after_step(store, secret_key, self.outcome)
 
 

@@ -138,10 +138,12 @@ if sp then
 end
 event('started', {task_id = task_id, spec_id = spec_id, worker = worker, attempt = tonumber(attempt)})
 local meta = redis.call('HMGET', root, 'max_steps', 'default_max_cycles', 'default_max_retries',
-                        'steps', 'trace_id', 'start_node', 'graph_hash', 'workflow_name')
+                        'steps', 'trace_id', 'start_node', 'graph_hash', 'workflow_name', 'queue',
+                        'traceparent')
 return enc({status = 'ok', cycles = cycles, retries = retries, meta = {
   max_steps = meta[1], default_max_cycles = meta[2], default_max_retries = meta[3], steps = meta[4],
-  trace_id = meta[5], start_node = meta[6], graph_hash = meta[7], workflow_name = meta[8]}})
+  trace_id = meta[5], start_node = meta[6], graph_hash = meta[7], workflow_name = meta[8],
+  queue = meta[9], traceparent = meta[10]}})
 """
 
 # ARGV[1]: the control document (JSON); ARGV[2..]: binary values it refers to by index.

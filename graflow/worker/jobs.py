@@ -79,10 +79,13 @@ def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
         )
         _reject(connection, data.decode(errors="replace"), error)
         raise error
+    from graflow.distributed.attempt_info import AttemptInfo
     from graflow.distributed.executor import execute
+    from graflow.worker.observe import observed
 
     worker = getattr(job, "worker_name", None) or f"{socket.gethostname()}-{os.getpid()}"
-    execute(connection, wire, str(worker), None)
+    with observed(AttemptInfo(wire, str(worker), queue=str(getattr(job, "origin", "") or ""))) as info:
+        execute(connection, wire, str(worker), None, info)
     # crash point "job.before_finish": the activation is committed and handed over; rq
     # has not marked the job finished. A redelivery must change nothing.
     crash_point("job.before_finish")
