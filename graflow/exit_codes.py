@@ -32,7 +32,13 @@ EXIT_USAGE = 2
 EXIT_REDIS = 3
 EXIT_NOT_FOUND = 4
 EXIT_CANCELED = 5
+#: ``graflow result``: the run has not finished yet.
+EXIT_NOT_FINISHED = 6
+#: ``graflow cancel``: the run had already ended; nothing was changed.
+EXIT_ALREADY_ENDED = 7
 EXIT_TIMEOUT = 124
+#: stdout was closed by its reader (a pipe into ``head``): 128 + SIGPIPE, as shells report it.
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
@@ -41,6 +47,11 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def exit_code_for_state(state: str) -> int:
+    """The exit code of a finished run: 0 completed or terminated, 1 failed, 5 canceled."""
+    return {"failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(state, EXIT_OK)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -103,13 +114,23 @@ def reported(run: Callable[[], int], *, debug: bool, passthrough: tuple[type[Bas
         return fail(str(exc), exc.code, exc, debug=debug)
     except KeyboardInterrupt:
         return fail("interrupted", 130, None, debug=False)
+    except BrokenPipeError:
+        # The reader went away (`graflow runs | head`): stop quietly, as a shell tool does.
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot fail too.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         return fail(str(exc), exit_code_for(exc), exc, debug=debug)
 
 
 __all__ = [
+    "EXIT_ALREADY_ENDED",
+    "EXIT_BROKEN_PIPE",
     "EXIT_CANCELED",
     "EXIT_FAILED",
+    "EXIT_NOT_FINISHED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_REDIS",
@@ -118,6 +139,7 @@ __all__ = [
     "CliError",
     "error_line",
     "exit_code_for",
+    "exit_code_for_state",
     "fail",
     "reported",
 ]

@@ -126,12 +126,17 @@ class SessionKeys:
     def events(self) -> str:
         return self.part("events")
 
+    @property
+    def workers(self) -> str:
+        """Hash: worker name -> attempts it started in this run (``graflow runs`` shows them)."""
+        return self.part("workers")
+
     def fixed(self) -> list[str]:
         """Every fixed-name key of the session (dynamic-task and group keys come from sets)."""
         return [
             self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
             self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
-            self.dynkeys,
+            self.dynkeys, self.workers,
         ]  # fmt: skip
 
     def pattern(self) -> str:
@@ -194,6 +199,18 @@ def live_runs(prefix: str) -> str:
     return f"{prefix}:runs"
 
 
+def run_index(prefix: str) -> str:
+    """Sorted set: session id -> creation time of every run under ``prefix`` whose keys
+    still exist (``graflow runs`` pages through it newest first, no SCAN)."""
+    return f"{prefix}:runs:index"
+
+
+def run_expiry(prefix: str) -> str:
+    """Sorted set: session id -> when the ended run's keys expire; past it the run leaves
+    ``run_index`` too, so the index expires with the runs it lists."""
+    return f"{prefix}:runs:expiry"
+
+
 def live_runs_sweep_lock(prefix: str) -> str:
     """Set by the reaper pass that sweeps ``live_runs`` and left to expire: the rate limit.
     Under the reaper's keys; ``/`` is in no queue name, so no queue's lock has this name."""
@@ -214,6 +231,8 @@ __all__ = [
     "live_runs",
     "live_runs_sweep_lock",
     "reaper_lock",
+    "run_expiry",
+    "run_index",
     "session_channel_pattern",
     "worker_alive",
 ]

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import settings
 from graflow.exit_codes import (
+    EXIT_ALREADY_ENDED,
     EXIT_CANCELED,
     EXIT_FAILED,
+    EXIT_NOT_FINISHED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_REDIS,
@@ -21,22 +23,30 @@ from graflow.exit_codes import (
     CliError,
     error_line,
     exit_code_for,
+    exit_code_for_state,
     fail,
 )
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
+    from graflow.core.workflow import WorkflowContext
 
 
 def load_graph(target: str) -> TaskGraph:
     """``module:attr`` → a TaskGraph; attr is a WorkflowContext, a TaskGraph or a no-arg callable."""
+    from graflow.core.workflow import WorkflowContext
+
+    obj = load_workflow(target)
+    return obj.graph if isinstance(obj, WorkflowContext) else obj
+
+
+def load_workflow(target: str) -> TaskGraph | WorkflowContext:
+    """``module:attr`` → the workflow (which keeps its name for ``graflow runs``) or a TaskGraph."""
     from graflow.core.graph import TaskGraph
     from graflow.core.workflow import WorkflowContext
 
     obj = load_target(target)
-    if isinstance(obj, WorkflowContext):
-        return obj.graph
-    if isinstance(obj, TaskGraph):
+    if isinstance(obj, WorkflowContext | TaskGraph):
         return obj
     raise CliError(f"{target} is a {type(obj).__name__}, not a workflow — point at a WorkflowContext, a TaskGraph or a function returning one")
 
@@ -72,9 +82,37 @@ def print_result(result: Any) -> None:
         print(repr(result))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` if JSON can hold it, else its ``repr`` (results are any picklable object)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``1w`` → seconds (``CliError`` otherwise)."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in _UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _UNITS else raw
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0 or seconds != seconds:
+        raise CliError(f"bad duration {text!r} — use a number with s, m, h, d or w, e.g. 30m or 2h")
+    return seconds
+
+
 __all__ = [
+    "EXIT_ALREADY_ENDED",
     "EXIT_CANCELED",
     "EXIT_FAILED",
+    "EXIT_NOT_FINISHED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_REDIS",
@@ -84,10 +122,14 @@ __all__ = [
     "default_queue",
     "error_line",
     "exit_code_for",
+    "exit_code_for_state",
     "fail",
+    "json_safe",
     "key_prefix",
     "load_graph",
     "load_target",
+    "load_workflow",
+    "parse_duration",
     "print_result",
     "redis_url",
 ]

@@ -1,78 +1,91 @@
-"""``graflow status SESSION``: a run's state, counts and recent events."""
+"""``graflow status SESSION``: a run's state, progress, running attempts and events; with
+``--watch``, followed live until it ends (exit code: the run's)."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import time
+import sys
 from typing import Any
 
 import click
 
 from graflow.cli import handler
-from graflow.cli.common import EXIT_OK, key_prefix, redis_url
+from graflow.cli.common import EXIT_OK, exit_code_for_state, json_safe, key_prefix, redis_url
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def parse_events(text: str) -> int | None:
+    """``--events``: a count, or ``all`` (None)."""
+    from graflow.cli.common import CliError
+
+    if text.strip().lower() == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise CliError(f"bad --events {text!r} — give a number of events or 'all'")
+    return count
 
 
-def render(run: Any, status: Any) -> str:
-    lines = [
-        f"session     {status.session_id}",
-        f"state       {status.state}" + (f" ({status.stop_reason})" if status.stop_reason else ""),
-        f"progress    {status.completed} completed, {status.pending} pending, {status.running} running; "
-        f"steps {status.steps}/{status.max_steps}",
-        f"created     {_when(status.created_at)}   updated {_when(status.updated_at)}",
-    ]
-    if status.failed_task or status.error:
-        kind = status.extra.get("error_type") or ""  # e.g. TaskUnrunnableError: what to look up
-        lines.append(f"error       {status.failed_task or '-'}: {kind + ': ' if kind else ''}{status.error or ''}")
-    if status.last_checkpoint:
-        lines.append(f"checkpoint  {status.last_checkpoint}")
-    events = run.store.events(20)
-    if events:
-        lines.append("events")
-        for ev in events:
-            stamp = _dt.datetime.fromtimestamp(ev["time"], tz=_dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-            data = ev["data"]
-            what = data.get("task_id") or data.get("group_id") or data.get("spec_id", "")[:8]
-            extra = {k: v for k, v in data.items() if k not in ("task_id", "spec_id", "group_id")}
-            lines.append(f"  {stamp}  {ev['event']:<13} {what}  {json.dumps(extra, sort_keys=True)}")
-    return "\n".join(lines)
+def status_document(run: Any) -> dict[str, Any]:
+    """``status --json``: the status, the run's result once it completed (or the failing
+    task, error type and message once it failed), and the running attempts."""
+    status = run.status()
+    doc: dict[str, Any] = status.to_dict()
+    doc["running_attempts"] = [a.to_dict() for a in run.running_attempts()]
+    if status.state in ("completed", "terminated"):
+        last = status.extra.get("last_task") or None
+        doc["result_task"] = last
+        doc["result"] = json_safe(run.get_result(last)) if last else None
+    return doc
+
+
+class JsonLines:
+    """``status --json --watch``: one document per line, each time the run's state or
+    progress changes (a consumer reads them as they come)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.last: tuple[Any, ...] | None = None
+
+    def show(self, watch: Any, new: list[Any]) -> None:
+        s = watch.summary
+        key = (s.state, s.completed, s.pending, s.running, tuple((a.spec_id, a.attempt, a.lost) for a in watch.running))
+        if key != self.last:
+            self.last = key
+            print(json.dumps(status_document(self.run), sort_keys=True), flush=True)
+
+    def close(self) -> None:
+        pass
 
 
 @click.command("status", short_help="show the state of a pooled run",
-               help="Show the state of the pooled run SESSION (the session id printed by submit).")  # fmt: skip
+               help="Show the state of the pooled run SESSION (the session id printed by submit): its "
+                    "progress, running attempts and latest events. With --watch, follow it until it "
+                    "ends and exit with its code (0 completed, 1 failed, 5 canceled).")  # fmt: skip
 @click.argument("session")
 @click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
 @click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
-@click.option("--json", "json_output", is_flag=True, help="print the status as JSON (no events)")
-@click.option("--watch", is_flag=True, help="refresh every second until the run ends")
+@click.option("--json", "json_output", is_flag=True, help="print the status as JSON (with the result)")
+@click.option("--watch", is_flag=True, help="follow the run until it ends (redrawn in place on a terminal)")
+@click.option("--events", "events", default="20", show_default=True, metavar="N|all",
+              help="how many of the latest events to show")  # fmt: skip
 @handler
 def command(args: Any) -> int:
+    from graflow.cli.live import RunWatch, follow, text_block
     from graflow.distributed import WorkflowRun
-    from graflow.distributed.outage import RedisOutage
 
-    handle = WorkflowRun.attach(args.session, redis_url(args.url), key_prefix=key_prefix(args.prefix))
-    # --watch rides out a Redis outage (the workers do too): one line when Redis is lost,
-    # one when it is back, then the refreshes carry on. A single status read does not.
-    outage = RedisOutage(handle.redis_url, "the run goes on on the workers, still watching")
-    while True:
-        try:
-            status = handle.status()
-            text = json.dumps(status.to_dict(), sort_keys=True) if args.json_output else render(handle, status)
-        except Exception as exc:
-            if not args.watch:
-                raise
-            time.sleep(outage.failed(exc, None))
-            continue
-        outage.ok()
-        print(text, flush=True)
-        if not args.watch or status.done:
-            return EXIT_OK
-        time.sleep(1.0)
-        if not args.json_output:
-            print()
+    run = WorkflowRun.attach(args.session, redis_url(args.url), key_prefix=key_prefix(args.prefix))
+    keep = parse_events(args.events)
+    if args.watch:
+        view = JsonLines(run) if args.json_output else None
+        summary = follow(run, sys.stdout, keep_events=keep, view=view)
+        return exit_code_for_state(summary.state)
+    if args.json_output:
+        print(json.dumps(status_document(run), sort_keys=True))
+        return EXIT_OK
+    watch = RunWatch(run, keep)
+    watch.refresh()
+    print(text_block(watch))
+    return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ from graflow.cli.common import (
     CliError,
     default_queue,
     key_prefix,
-    load_graph,
+    load_workflow,
     print_result,
     redis_url,
 )
@@ -37,11 +38,21 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def wait_and_print(run: Any, timeout: float | None) -> int:
     """Wait for ``run`` and print its result; an outcome other than a result is a one-line
-    error saying what happened and where to look next, with its exit code."""
+    error saying what happened and where to look next, with its exit code. On a terminal,
+    the run's progress is shown on stderr while it runs."""
     from graflow.exceptions import GraflowWorkflowCanceledError, WorkflowFailedError
 
     status = f"graflow status {run.session_id}"
     try:
+        if sys.stderr.isatty():
+            # The same live progress as `status --watch`, on stderr: stdout keeps the result.
+            import time
+
+            from graflow.cli.live import follow
+
+            started = time.monotonic()
+            follow(run, sys.stderr, keep_events=10, deadline=None if timeout is None else started + timeout)
+            timeout = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         result = run.wait(timeout=timeout)
     except TimeoutError as exc:
         raise CliError(f"{exc} — it goes on; follow it with `{status} --watch`", EXIT_TIMEOUT) from exc
@@ -72,7 +83,7 @@ def wait_and_print(run: Any, timeout: float | None) -> int:
 def command(args: Any) -> int:
     from graflow.distributed import submit
 
-    graph = load_graph(args.target)
+    graph = load_workflow(args.target)
     prefix = key_prefix(args.prefix)
     handle = submit(
         graph,

@@ -14,6 +14,7 @@ repairs what a crash between a run's end and that release left behind.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from graflow import keys
@@ -21,9 +22,29 @@ from graflow import keys
 #: Seconds between two sweeps of one prefix's live-run list (the lock is the rate limit).
 SWEEP_EVERY = 60.0
 
-# KEYS[1]: the live-run hash; ARGV: session id, graph key head ("P:graph:"), graph TTL.
-# Returns 0 (not listed), 1 (graph still used by another live run) or 2 (TTL started).
-_RELEASE = r"""
+# Prunes the run index (KEYS[2], KEYS[3]): runs whose keys have expired leave it, at most
+# 200 per call (the next call takes the rest). Then, with ARGV[1] a session and ARGV[2] its
+# keys' TTL, records when that ended run's keys expire.
+_INDEX = r"""
+local function expire_index(session, ttl)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 200)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[2], unpack(gone))
+    redis.call('ZREM', KEYS[3], unpack(gone))
+  end
+  if session and redis.call('ZSCORE', KEYS[2], session) then
+    redis.call('ZADD', KEYS[3], now + tonumber(ttl), session)
+  end
+end
+"""
+
+# KEYS: the live-run hash, the run index, its expiry; ARGV: session id, graph key head
+# ("P:graph:"), graph TTL, session TTL. Returns 0 (not listed), 1 (graph still used by
+# another live run) or 2 (TTL started).
+_RELEASE = _INDEX + r"""
+expire_index(ARGV[1], ARGV[4])
 local h = redis.call('HGET', KEYS[1], ARGV[1])
 if not h then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -34,10 +55,11 @@ redis.call('EXPIRE', ARGV[2] .. h, tonumber(ARGV[3]))
 return 2
 """
 
-# KEYS[1]: the live-run hash; ARGV: session root head ("P:session:{") and tail ("}"),
-# graph key head, graph TTL. Releases listed runs that ended or vanished; takes the TTL
-# off graphs of runs still live. Returns the number of runs released.
-_SWEEP = r"""
+# KEYS: the live-run hash, the run index, its expiry; ARGV: session root head
+# ("P:session:{") and tail ("}"), graph key head, graph TTL, session TTL. Releases listed
+# runs that ended or vanished; takes the TTL off graphs of runs still live. Returns the
+# number of runs released.
+_SWEEP = _INDEX + r"""
 local FINAL = {completed = true, failed = true, canceled = true, terminated = true}
 local entries = redis.call('HGETALL', KEYS[1])
 local live, stale = {}, {}
@@ -45,7 +67,11 @@ for i = 1, #entries, 2 do
   local state = redis.call('HGET', ARGV[1] .. entries[i] .. ARGV[2], 'state')
   if state and not FINAL[state] then live[entries[i + 1]] = true else table.insert(stale, i) end
 end
-for _, i in ipairs(stale) do redis.call('HDEL', KEYS[1], entries[i]) end
+expire_index(nil, 0)
+for _, i in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], entries[i])
+  expire_index(entries[i], ARGV[5])
+end
 for h, _ in pairs(live) do redis.call('PERSIST', ARGV[3] .. h) end
 for _, i in ipairs(stale) do
   local h = entries[i + 1]
@@ -67,21 +93,42 @@ def _script(client: Any, source: str) -> Any:
     return script
 
 
-def register(pipe: Any, prefix: str, session_id: str, graph_hash: str) -> None:
-    """Queue on ``pipe`` (the session's creating transaction) the entry of a live run and
-    the removal of its graph's TTL."""
+def _keys(prefix: str) -> list[str]:
+    return [keys.live_runs(prefix), keys.run_index(prefix), keys.run_expiry(prefix)]
+
+
+def register(pipe: Any, prefix: str, session_id: str, graph_hash: str, created_at: float | None = None) -> None:
+    """Queue on ``pipe`` (the session's creating transaction) the entry of a live run, the
+    removal of its graph's TTL, and its place in the run index (a resumed run keeps its
+    creation time and no longer expires)."""
     pipe.hset(keys.live_runs(prefix), session_id, graph_hash)
     pipe.persist(keys.graph(prefix, graph_hash))
+    pipe.zadd(keys.run_index(prefix), {session_id: time.time() if created_at is None else created_at}, nx=True)
+    pipe.zrem(keys.run_expiry(prefix), session_id)
+
+
+def _session_ttl() -> int:
+    from graflow import settings
+
+    return settings.current().session_ttl
 
 
 def release(client: Any, prefix: str, session_id: str, ttl: int | None = None) -> int:
     """The run ended (or was purged): drop its entry and start its graph's TTL, unless
-    another live run uses the same graph. Idempotent."""
+    another live run uses the same graph; note when the run leaves the run index. Idempotent."""
     from graflow.core.graph_store import graph_ttl
 
     ttl = graph_ttl() if ttl is None else ttl
-    args = [session_id, keys.graph(prefix, ""), ttl]
-    return int(_script(client, _RELEASE)(keys=[keys.live_runs(prefix)], args=args, client=client))
+    args = [session_id, keys.graph(prefix, ""), ttl, _session_ttl()]
+    return int(_script(client, _RELEASE)(keys=_keys(prefix), args=args, client=client))
+
+
+def forget(client: Any, prefix: str, session_id: str) -> None:
+    """Take a purged run out of the run index at once."""
+    pipe = client.pipeline(transaction=True)
+    pipe.zrem(keys.run_index(prefix), session_id)
+    pipe.zrem(keys.run_expiry(prefix), session_id)
+    pipe.execute()
 
 
 def sweep(client: Any, prefix: str, ttl: int | None = None, *, every: float = SWEEP_EVERY) -> int | None:
@@ -93,8 +140,13 @@ def sweep(client: Any, prefix: str, ttl: int | None = None, *, every: float = SW
         return None
     ttl = graph_ttl() if ttl is None else ttl
     head, _, tail = keys.SessionKeys(prefix, "\0").root.partition("\0")
-    args = [head, tail, keys.graph(prefix, ""), ttl]
-    return int(_script(client, _SWEEP)(keys=[keys.live_runs(prefix)], args=args, client=client))
+    args = [head, tail, keys.graph(prefix, ""), ttl, _session_ttl()]
+    return int(_script(client, _SWEEP)(keys=_keys(prefix), args=args, client=client))
 
 
-__all__ = ["SWEEP_EVERY", "register", "release", "sweep"]
+def prune_index(client: Any, prefix: str) -> None:
+    """Drop runs whose keys have expired from the run index (before a listing)."""
+    _script(client, _INDEX + "expire_index(nil, 0)")(keys=_keys(prefix), args=[], client=client)
+
+
+__all__ = ["SWEEP_EVERY", "forget", "prune_index", "register", "release", "sweep"]

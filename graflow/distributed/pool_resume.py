@@ -148,7 +148,8 @@ def _rewrite(
         fields["created_at"] = now
     pipe.hset(k.meta, mapping=fields)
     # Live again: listed, so its graph has no TTL until it ends (graflow.distributed.liveness).
-    liveness.register(pipe, stub.key_prefix, stub.session_id, str(meta_fields["graph_hash"]))
+    liveness.register(pipe, stub.key_prefix, stub.session_id, str(meta_fields["graph_hash"]),
+                      float(meta.get("created_at") or now))  # fmt: skip
     for name in k.fixed():
         pipe.persist(name)
     for task_id in state.known_dynamic:

@@ -24,6 +24,7 @@ from graflow.exceptions import (
 if TYPE_CHECKING:
     from graflow.channels.redis_channel import RedisChannel
     from graflow.core.graph import TaskGraph
+    from graflow.distributed.run_view import Event, RunningAttempt, RunSummary
 
 logger = logging.getLogger("graflow.distributed")
 
@@ -45,6 +46,8 @@ class RunStatus:
     created_at: float | None = None
     updated_at: float | None = None
     last_checkpoint: str | None = None
+    workflow: str | None = None
+    error_type: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -190,8 +193,32 @@ class WorkflowRun:
             created_at=_num(meta.get("created_at")),
             updated_at=_num(meta.get("updated_at")),
             last_checkpoint=meta.get("last_checkpoint") or None,
+            workflow=meta.get("workflow_name") or None,
+            error_type=meta.get("error_type") or None,
             extra=meta,
         )
+
+    def summary(self) -> RunSummary:
+        """The run as ``graflow runs`` lists it (progress, workers involved, timings)."""
+        from graflow.distributed.run_view import summaries
+
+        found: RunSummary | None = self._guard(summaries, self.client, self.key_prefix, [self.session_id])[0]
+        if found is None:
+            raise SessionNotFoundError(self.session_id)
+        return found
+
+    def running_attempts(self) -> list[RunningAttempt]:
+        """Attempts running now, with their worker; ``lost`` once a lease has expired."""
+        from graflow.distributed.run_view import running_attempts
+
+        return self._guard(running_attempts, self.client, self.key_prefix, self.session_id)  # type: ignore[no-any-return]
+
+    def events(self, *, after: str | None = None, count: int | None = None) -> list[Event]:
+        """The run's events, oldest first: the last ``count`` (all by default) or those after
+        event id ``after``. Each names its task (``Event.task``)."""
+        from graflow.distributed.run_view import events
+
+        return self._guard(lambda: events(self.client, self.key_prefix, self.session_id, after=after, count=count))  # type: ignore[no-any-return]
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         return self._guard(self.channel.get, f"{task_id}.__result__", default)
@@ -275,16 +302,29 @@ class WorkflowRun:
     def result(self) -> Any:
         return self.wait(timeout=0)
 
-    def cancel(self, reason: str = "canceled by user") -> bool:
+    def cancel(self, reason: str = "canceled by user", *, wait: bool = False, timeout: float | None = None) -> bool:
         """End the run now: queued jobs are dropped; running tasks are stopped by their
         worker's heartbeat within ``heartbeat/3`` s (graflow.worker.attempt_watch) and
-        schedule nothing; the workers take their next jobs."""
+        schedule nothing; the workers take their next jobs. False when the run had already
+        ended (nothing changes). ``wait``: return once no attempt of the run is running
+        (``TimeoutError`` after ``timeout`` seconds)."""
         outcome = self._guard(self.store.end_run, "canceled", "run_canceled", reason)
         if outcome.get("status") != "finished":
             return False
         self._drop_jobs(outcome.get("pending") or [])
         self._guard(self.store.expire_all)
+        if wait:
+            self.wait_stopped(timeout)
         return True
+
+    def wait_stopped(self, timeout: float | None = None, poll: float = 0.1) -> None:
+        """Block until no attempt of the run is running (each stopped attempt leaves the
+        session's running set; a lost worker's leaves it when the pool reaps its lease)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._guard(self.client.hlen, self.store.keys.running):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.session_id} still has running attempts after {timeout}s")
+            time.sleep(poll)
 
     def _drop_jobs(self, pending: list[Any]) -> None:
         from graflow.distributed import dispatch

@@ -26,7 +26,7 @@ end
 local function finish(state, reason, now, ttl)
   redis.call('HSET', root, 'state', state, 'stop_reason', reason, 'updated_at', now, 'finished_at', now)
   local names = {'', ':pending', ':running', ':done', ':completed', ':cycles', ':retries', ':joins',
-                 ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys'}
+                 ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys', ':workers'}
   for _, name in ipairs(names) do redis.call('EXPIRE', root .. name, ttl) end
   for _, t in ipairs(redis.call('SMEMBERS', k('known'))) do redis.call('EXPIRE', k('dyn:' .. t), ttl) end
   for _, name in ipairs(redis.call('SMEMBERS', k('dynkeys'))) do redis.call('EXPIRE', name, ttl) end
@@ -123,6 +123,7 @@ redis.call('HDEL', k('pending'), spec_id)
 redis.call('HSET', k('running'), spec_id, enc({worker = worker, attempt = tonumber(attempt),
                                               started_at = tonumber(now), spec = sp or cjson.null}))
 if state == 'queued' then redis.call('HSET', root, 'state', 'running', 'started_at', now) end
+redis.call('HINCRBY', k('workers'), worker, 1)
 redis.call('HSET', root, 'updated_at', now)  -- a start changes the run (state, running count)
 local cycles
 if count == '1' and redis.call('HSETNX', k('cycled'), spec_id, 1) == 1 then
@@ -369,7 +370,9 @@ if type(c.unrunnable) == 'table' then
   event('unrunnable', {task_id = c.unrunnable.task_id, spec_id = c.spec_id, attempt = c.attempt,
                        worker = c.worker, error = c.unrunnable.error, next_attempt = c.attempt + 1})
 else
-  event('redelivered', {spec_id = c.spec_id, attempt = c.attempt + 1, lost_worker = c.worker})
+  local ok, doc = pcall(cjson.decode, c.spec)
+  local task_id = (ok and type(doc) == 'table' and doc.task_id) or cjson.null
+  event('redelivered', {task_id = task_id, spec_id = c.spec_id, attempt = c.attempt + 1, lost_worker = c.worker})
 end
 return enc({status = 'ok', enqueue = {c.spec}})
 """

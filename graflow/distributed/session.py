@@ -296,6 +296,7 @@ class SessionStore:
         names += list(self.client.smembers(self.keys.dynkeys))
         names += self.channel_keys()
         liveness.release(self.client, self.prefix, self.session_id)
+        liveness.forget(self.client, self.prefix, self.session_id)
         return int(self.client.unlink(*names)) if names else 0
 
 

@@ -99,6 +99,7 @@ def submit(
                 "queue": queue,
                 "trace_id": session_id,
                 "workflow_name": name,
+                "tasks": len(task_graph),  # static tasks and groups: progress shows done/known
                 "default_max_cycles": default_max_cycles,
                 "default_max_retries": default_max_retries,
                 "steps": 0,

@@ -133,7 +133,8 @@ def test_status_shows_progress_and_events(pool: DistPool) -> None:
         assert out.returncode == 0, out.stderr
         text = out.stdout
         assert f"session     {session_id}" in text and "state       running" in text
-        assert "1 completed, 0 pending, 1 running; steps 1/10000" in text
+        assert "1/2 tasks done, 1 running, 0 pending; steps 1/10000" in text
+        assert re.search(rf"running\n  waiter #1 on {pool.prefix}-w\d for ", text)
         assert "events" in text
         events = text.split("events", 1)[1]
         assert re.search(r"started +first ", events) and re.search(r"completed +first ", events)
@@ -143,13 +144,14 @@ def test_status_shows_progress_and_events(pool: DistPool) -> None:
         assert js.returncode == 0, js.stderr
         doc = json.loads(js.stdout)
         assert (doc["session_id"], doc["state"], doc["done"]) == (session_id, "running", False)
+        assert [(a["task_id"], a["attempt"], a["lost"]) for a in doc["running_attempts"]] == [("waiter", 1, False)]
         assert (doc["completed"], doc["pending"], doc["running"], doc["steps"]) == (1, 0, 1, 1)
         assert doc["created_at"] <= doc["updated_at"] and doc["max_steps_reached"] is False
 
         watch = graflow_popen("status", session_id, "--url", pool.redis_url, "--prefix", pool.prefix, "--watch")
         try:
             assert watch.stdout is not None
-            assert watch.stdout.readline().startswith(f"session     {session_id}")
+            assert watch.stdout.readline() == f"session {session_id} (slow): running\n"
             assert watch.poll() is None  # still watching a running run
             run.channel.set("go", True)
             stdout, stderr = watch.communicate(timeout=15)
@@ -158,8 +160,7 @@ def test_status_shows_progress_and_events(pool: DistPool) -> None:
                 watch.kill()
                 watch.communicate()
         assert watch.returncode == 0, stderr
-        last = stdout.strip().split("\n\n")[-1].splitlines()
-        assert last[0] == f"session     {session_id}" and last[1] == "state       completed (drained)"
+        assert stdout.splitlines()[-1].endswith("completed (drained): 2/2 tasks done, 0 running, 0 pending; steps 2/10000")
     finally:
         run.channel.set("go", True)
     assert run.wait(timeout=10) == "finally"
