@@ -144,8 +144,8 @@ def text_block(watch: RunWatch, now: float | None = None) -> str:
 
 
 class PlainFollower:
-    """Plain lines for a log or a pipe: each event once, and a line when progress changes
-    or an attempt's worker is lost."""
+    """Plain lines for a log or a pipe: each event once, and a line when a task completes,
+    the run's state changes or an attempt's worker is lost."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
@@ -166,10 +166,11 @@ class PlainFollower:
             if attempt.lost and key not in self.lost:
                 self.lost.add(key)
                 print(f"{clock(time.time())}  {'lost':<13} {running_line(attempt, time.time())}", file=self.out)
-        line = f"{state_text(s)}: {progress(s)}"
-        if line != self.last_progress:
-            self.last_progress = line
-            print(f"{clock(time.time())}  {'progress':<13} {line}", file=self.out)
+        # A progress line when a task completes or the state changes; the events say the rest.
+        key = f"{s.state}:{s.completed}"
+        if key != self.last_progress:
+            self.last_progress = key
+            print(f"{clock(time.time())}  {'progress':<13} {state_text(s)}: {progress(s)}", file=self.out)
         self.out.flush()
 
     def close(self) -> None:

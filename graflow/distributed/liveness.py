@@ -22,13 +22,26 @@ from graflow import keys
 #: Seconds between two sweeps of one prefix's live-run list (the lock is the rate limit).
 SWEEP_EVERY = 60.0
 
-# Prunes the run index (KEYS[2], KEYS[3]): runs whose keys have expired leave it, at most
-# 200 per call (the next call takes the rest). Then, with ARGV[1] a session and ARGV[2] its
-# keys' TTL, records when that ended run's keys expire.
+# The run index (KEYS[2], KEYS[3]). ``expire_index`` drops the runs whose keys have expired
+# (at most 200 per call: the next call takes the rest), then, given a session and its keys'
+# TTL, records when that ended run's keys expire. ``settle_ttl``: with no live run left
+# (KEYS[1] empty), both sets expire with the last run they list, so an idle prefix keeps
+# nothing; a new run takes the TTL off (``register``).
 _INDEX = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function settle_ttl()
+  if redis.call('HLEN', KEYS[1]) > 0 then return end
+  local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if #last == 0 then
+    if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2], KEYS[3]) end
+    return
+  end
+  local ttl = math.ceil(tonumber(last[2]) - now) + 1
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
 local function expire_index(session, ttl)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 200)
   if #gone > 0 then
     redis.call('ZREM', KEYS[2], unpack(gone))
@@ -46,8 +59,12 @@ end
 _RELEASE = _INDEX + r"""
 expire_index(ARGV[1], ARGV[4])
 local h = redis.call('HGET', KEYS[1], ARGV[1])
-if not h then return 0 end
+if not h then
+  settle_ttl()
+  return 0
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
+settle_ttl()
 for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
   if other == h then return 1 end
 end
@@ -72,6 +89,7 @@ for _, i in ipairs(stale) do
   redis.call('HDEL', KEYS[1], entries[i])
   expire_index(entries[i], ARGV[5])
 end
+settle_ttl()
 for h, _ in pairs(live) do redis.call('PERSIST', ARGV[3] .. h) end
 for _, i in ipairs(stale) do
   local h = entries[i + 1]
@@ -105,6 +123,8 @@ def register(pipe: Any, prefix: str, session_id: str, graph_hash: str, created_a
     pipe.persist(keys.graph(prefix, graph_hash))
     pipe.zadd(keys.run_index(prefix), {session_id: time.time() if created_at is None else created_at}, nx=True)
     pipe.zrem(keys.run_expiry(prefix), session_id)
+    pipe.persist(keys.run_index(prefix))  # listed while it runs, however long
+    pipe.persist(keys.run_expiry(prefix))
 
 
 def _session_ttl() -> int:
@@ -146,7 +166,7 @@ def sweep(client: Any, prefix: str, ttl: int | None = None, *, every: float = SW
 
 def prune_index(client: Any, prefix: str) -> None:
     """Drop runs whose keys have expired from the run index (before a listing)."""
-    _script(client, _INDEX + "expire_index(nil, 0)")(keys=_keys(prefix), args=[], client=client)
+    _script(client, _INDEX + "expire_index(nil, 0)\nsettle_ttl()")(keys=_keys(prefix), args=[], client=client)
 
 
 __all__ = ["SWEEP_EVERY", "forget", "prune_index", "register", "release", "sweep"]
