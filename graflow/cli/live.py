@@ -167,9 +167,9 @@ class PlainFollower:
                 self.lost.add(key)
                 print(f"{clock(time.time())}  {'lost':<13} {running_line(attempt, time.time())}", file=self.out)
         # A progress line when a task completes or the state changes; the events say the rest.
-        key = f"{s.state}:{s.completed}"
-        if key != self.last_progress:
-            self.last_progress = key
+        moved = f"{s.state}:{s.completed}"
+        if moved != self.last_progress:
+            self.last_progress = moved
             print(f"{clock(time.time())}  {'progress':<13} {state_text(s)}: {progress(s)}", file=self.out)
         self.out.flush()
 
