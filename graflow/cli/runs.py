@@ -55,19 +55,14 @@ def row(summary: Any, now: float) -> list[str]:
 @click.option("--json", "json_output", is_flag=True, help="one JSON document: a list of runs")
 @handler
 def command(args: Any) -> int:
-    from graflow.distributed.run import connect
-    from graflow.distributed.run_view import list_runs
-    from graflow.identifiers import check_key_prefix
-    from graflow.redisconn import wrap_connection_errors
+    from graflow.distributed import WorkflowRun
 
     prefix = key_prefix(args.prefix)
-    check_key_prefix(prefix)
     states = _states(tuple(args.states))
     now = time.time()
     since = now - parse_duration(args.since) if args.since else None
-    client, url = connect(redis_url(args.url))
-    with wrap_connection_errors(url):
-        runs = list_runs(client, prefix, states=states, workflow=args.workflow, since=since, limit=args.limit)
+    runs = WorkflowRun.list_runs(redis_url(args.url), key_prefix=prefix, states=tuple(states),
+                                 workflow=args.workflow, since=since, limit=args.limit)  # fmt: skip
     if args.json_output:
         print(json.dumps([r.to_dict() for r in runs], sort_keys=True))
     elif not runs:

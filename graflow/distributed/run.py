@@ -159,6 +159,28 @@ class WorkflowRun:
         return cls(resumed.session_id, client=resumed.client, redis_url=resumed.redis_url,
                    key_prefix=resumed.key_prefix, secret_key=secret_key)  # fmt: skip
 
+    @staticmethod
+    def list_runs(
+        redis: str | Any = "redis://localhost:6379/0",
+        *,
+        key_prefix: str = keys.DEFAULT_PREFIX,
+        states: tuple[str, ...] = (),
+        workflow: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[RunSummary]:
+        """The runs under ``key_prefix``, newest first (what ``graflow runs`` prints):
+        ``states`` and ``workflow`` filter, ``since`` is a unix time; runs stay listed until
+        their keys expire. ``redis``: a URL or a redis-py client."""
+        from graflow.distributed.run_view import list_runs
+        from graflow.identifiers import check_key_prefix
+        from graflow.redisconn import wrap_connection_errors
+
+        check_key_prefix(key_prefix)
+        client, url = connect(redis)
+        with wrap_connection_errors(url):
+            return list_runs(client, key_prefix, states=states, workflow=workflow, since=since, limit=limit)
+
     def _guard(self, fn: Any, *args: Any) -> Any:
         from graflow.redisconn import wrap_connection_errors
 
