@@ -57,6 +57,24 @@ class LifecycleWorker(LeasingWorker):
             if len(self.pending_signals) > 1:
                 self._cold_shutdown = True
 
+    def unsubscribe(self) -> None:
+        """rq's, with the wait for rq's pub/sub thread bounded. Once unsubscribed, that thread
+        waits up to rq's ``sleep_time`` (60 s) for a subscription before it looks at its stop
+        flag, and from redis-py 8.2 ``PubSubWorkerThread.stop()`` joins it with no limit: a
+        warm stop or a ``--burst`` exit would hang that long. The thread is a daemon and
+        only waits on an event then, so closing the connection under it is safe."""
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub.unsubscribe()
+        try:
+            thread.stop(timeout=1.0)  # redis-py >= 8.2 joins in stop()
+        except TypeError:
+            thread.stop()  # earlier redis-py: stop() only clears the flag
+        thread.join(timeout=1)
+        self.pubsub.close()
+
     def _shutdown(self) -> None:
         # rq counts the worker busy only once the execution is prepared; a job already
         # dequeued (``current_job``) must also finish rather than be dropped.

@@ -174,6 +174,7 @@ SIGNATURES: dict[str, str] = {
     "Worker.dequeue_job_and_maintain_ttl": "timeout, max_idle_time=None",
     "Worker._install_signal_handlers": "",
     "Worker._shutdown": "",
+    "Worker.unsubscribe": "",
     "Worker.request_force_stop": "signum, frame",
     "Worker.reorder_queues": "reference_queue",
     "Worker.get_redis_server_version": "",
