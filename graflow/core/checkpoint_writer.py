@@ -226,6 +226,8 @@ def _commit(
     pkl_size = sum(map(len, pkl))
     pkl_hash = _hash_beside(pkl, pkl_size)
 
+    meta_size = [0]
+
     def meta_bytes() -> bytes:
         doc["files"] = {
             "pkl": {"bytes": pkl_size, "sha256": pkl_hash()},
@@ -233,7 +235,9 @@ def _commit(
         }
         if signed:  # the signature covers the hashes, so state.json is signed too
             sign_meta(doc, secret_key)
-        return encode(doc)
+        data = encode(doc)
+        meta_size[0] = len(data)
+        return data
 
     # One write at a time in this process: two branches of a group checkpointing at
     # once must not pick the same automatic name, nor interleave their artefacts.
@@ -241,6 +245,7 @@ def _commit(
         if not base:
             base = store.auto_base(state.session_id, state.steps)
         location = store.write(base, {"pkl": pkl, "state": state_bytes, "meta": meta_bytes})
+    meta.written_bytes = pkl_size + len(state_bytes) + meta_size[0]
     return location, meta
 
 
