@@ -54,6 +54,20 @@ def noop() -> None:
     return None
 
 
+_TMP: list[str] = []
+
+
+def _metrics_tmp() -> str:
+    if not _TMP:
+        import atexit
+        import shutil
+        import tempfile
+
+        _TMP.append(tempfile.mkdtemp(prefix="graflow-bench-"))
+        atexit.register(shutil.rmtree, _TMP[0], True)
+    return _TMP[0]
+
+
 def free_port() -> int:
     import socket
 
@@ -74,7 +88,10 @@ def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False,
             cmd = [sys.executable, "-m", "graflow", "worker", "--url", url, "--queue", queue, "--prefix", queue,
                    "--name", f"{queue}-w{i}", "--log-level", "WARNING"]
             if metrics:
+                # stop_workers SIGKILLs: the supervisor cannot delete its multiprocess directory
+                # then, so it goes to a directory of this benchmark's, removed at exit.
                 cmd += ["--metrics-port", str(free_port())]
+                env["TMPDIR"] = _metrics_tmp()
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
     import redis
@@ -209,7 +226,7 @@ def observer_cost(n: int = 20000) -> dict[str, float]:
     comparison. Last: it leaves the metrics enabled in this process."""
     import tempfile
 
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="graflow-bench-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="observer-", dir=_metrics_tmp())
     from graflow.distributed.attempt_info import AttemptInfo
     from graflow.wire import TaskSpec
     from graflow.worker import metrics
