@@ -59,9 +59,6 @@ class CheckpointMetadata:
     graph_hash: str | None = None
     user_metadata: dict[str, Any] = field(default_factory=dict)
     graph_fingerprint: str | None = None
-    #: Bytes of the three artefacts this process just wrote (0 when read back): for metrics,
-    #: not part of meta.json.
-    written_bytes: int = field(default=0, compare=False, repr=False)
 
     @classmethod
     def create(

@@ -174,11 +174,13 @@ def store_artefacts(
     graph_hash: str | None,
     fingerprint: str | None,
     secret_key: SecretKey,
+    written: list[int] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
     """Pickle ``target`` (a context or a ``RedisRunStub``) and store it with ``state`` as
-    the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``)."""
+    the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``);
+    ``written`` is told the bytes of the three artefacts (for metrics)."""
     pkl, signed = dump_pickle(target, secret_key)
-    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint, secret_key)
+    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint, secret_key, written)
 
 
 def _commit(
@@ -191,6 +193,7 @@ def _commit(
     graph_hash: str | None,
     fingerprint: str | None,
     secret_key: SecretKey = None,
+    written: list[int] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
     from graflow.version import package_version
 
@@ -245,7 +248,8 @@ def _commit(
         if not base:
             base = store.auto_base(state.session_id, state.steps)
         location = store.write(base, {"pkl": pkl, "state": state_bytes, "meta": meta_bytes})
-    meta.written_bytes = pkl_size + len(state_bytes) + meta_size[0]
+    if written is not None:
+        written.append(pkl_size + len(state_bytes) + meta_size[0])
     return location, meta
 
 

@@ -151,13 +151,14 @@ def write_snapshot_checkpoint(
         workflow_name=pctx.workflow_name,
     )
     state = state_from_snapshot(pctx, snap, checkpoint_id, resuming_task_id, store.kind)
+    written: list[int] = []
     location, meta = store_artefacts(
-        store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key
+        store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key, written
     )
     # deferred: the commit that took the snapshot set DEFERRED_FIELDS
     pctx.store.note_checkpoint(location, DEFERRED_FIELDS if resuming_task_id is None else ())
     if _written_hooks:
-        _tell_written(pctx.workflow_name or "", meta.written_bytes)
+        _tell_written(pctx.workflow_name or "", sum(written))
     return location, meta
 
 
