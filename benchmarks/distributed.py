@@ -3,7 +3,7 @@ then graflow's lean bookkeeping against rq's own job path; then the producer-dri
 fan-out built the way upstream Graflow documents it.
 
     python benchmarks/distributed.py [--runs 5] [--tasks 200] [--paths-jobs 1000]
-                                     [--compare PYTHON [--rounds 3]]
+                                     [--compare PYTHON [--rounds 3]] [--metrics [--rounds 3]]
 
 Starts its own Redis and ``graflow worker`` processes. The baseline is rq itself
 running the same number of no-op jobs on the same number of in-process
@@ -22,6 +22,12 @@ with ``r = redis.Redis(..., decode_responses=True)``, run by the producer's engi
 channel, members on 2 ``python -m graflow.worker.main`` workers. ``--compare PYTHON`` runs the
 same program under another interpreter that has ``graflow==0.2.0`` installed, alternating
 with ours for ``--rounds`` rounds, and reports both medians and the ratio (target >= 1.5).
+
+``--metrics``: only the fan-out and the chain, on pools started without and with
+``--metrics-port`` (needs ``graflow[metrics]``), alternating for ``--rounds`` rounds;
+reports the medians of both and the ratio with/without (target: within 5 %), and the
+observer's own cost per attempt measured in-process (``observer``), free of the noise of
+a 2-core machine running Redis, the producer and the workers.
 """
 
 from __future__ import annotations
@@ -48,7 +54,30 @@ def noop() -> None:
     return None
 
 
-def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False) -> list[subprocess.Popen[bytes]]:
+_TMP: list[str] = []
+
+
+def _metrics_tmp() -> str:
+    if not _TMP:
+        import atexit
+        import shutil
+        import tempfile
+
+        _TMP.append(tempfile.mkdtemp(prefix="graflow-bench-"))
+        atexit.register(shutil.rmtree, _TMP[0], True)
+    return _TMP[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False,
+                  metrics: bool = False) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.dirname(__file__)])}
     procs = []
     for i in range(n):
@@ -58,6 +87,11 @@ def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False) -> l
         else:
             cmd = [sys.executable, "-m", "graflow", "worker", "--url", url, "--queue", queue, "--prefix", queue,
                    "--name", f"{queue}-w{i}", "--log-level", "WARNING"]
+            if metrics:
+                # stop_workers SIGKILLs: the supervisor cannot delete its multiprocess directory
+                # then, so it goes to a directory of this benchmark's, removed at exit.
+                cmd += ["--metrics-port", str(free_port())]
+                env["TMPDIR"] = _metrics_tmp()
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
     import redis
@@ -162,6 +196,59 @@ def median(fn: Any, runs: int) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
+def compare_metrics(url: str, n: int, runs: int, rounds: int) -> dict[str, Any]:
+    """Fan-out and chain on pools without and with ``--metrics-port``, alternating."""
+    out: dict[str, Any] = {}
+    for workers in (1, 2):
+        seen: dict[str, dict[str, list[float]]] = {"off": {"fan": [], "chain": []}, "on": {"fan": [], "chain": []}}
+        for r in range(rounds):
+            for mode in ("off", "on"):
+                queue = f"mbench{workers}{mode}{r}"
+                procs = start_workers(url, queue, workers, metrics=mode == "on")
+                try:
+                    fan_wf, chain_wf = fanout(n), chain(n)
+                    seen[mode]["fan"].append(median(lambda wf=fan_wf, q=queue: time_run(wf, url, q), runs))
+                    seen[mode]["chain"].append(median(lambda wf=chain_wf, q=queue: time_run(wf, url, q), runs))
+                finally:
+                    stop_workers(procs)
+        row: dict[str, Any] = {}
+        for what in ("fan", "chain"):
+            off, on = statistics.median(seen["off"][what]), statistics.median(seen["on"][what])
+            row[f"{what}_s_off"], row[f"{what}_s_on"] = round(off, 4), round(on, 4)
+            row[f"{what}_time_ratio_on_off"] = round(on / off, 3)
+        out[f"workers_{workers}"] = row
+    return out
+
+
+def observer_cost(n: int = 20000) -> dict[str, float]:
+    """µs per attempt of the observer machinery without and with the metrics observer, in
+    this process (multiprocess mode in a temporary directory): the noise-free part of the
+    comparison. Last: it leaves the metrics enabled in this process."""
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="observer-", dir=_metrics_tmp())
+    from graflow.distributed.attempt_info import AttemptInfo
+    from graflow.wire import TaskSpec
+    from graflow.worker import metrics
+    from graflow.worker.observe import observed
+
+    wire = TaskSpec(session_id="s", task_id="m17", graph_hash="g", spec_id="x")
+    meta = {"workflow_name": "bench_fanout"}
+
+    def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            with observed(AttemptInfo(wire, "w")) as info:
+                info.started(meta)
+                info.outcome = "completed"
+        return (time.perf_counter() - start) / n * 1e6
+
+    off = min(loop() for _ in range(3))
+    metrics.enable(True)
+    on = min(loop() for _ in range(3))
+    return {"us_per_attempt_off": round(off, 2), "us_per_attempt_on": round(on, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -170,10 +257,17 @@ def main() -> None:
     parser.add_argument("--skip-pool", action="store_true", help="only the rq path comparison")
     parser.add_argument("--skip-group", action="store_true", help="skip the upstream-style group fan-out")
     parser.add_argument("--compare", metavar="PYTHON", help="an interpreter with graflow==0.2.0 installed")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare or --metrics")
+    parser.add_argument("--metrics", action="store_true", help="only: the pool with and without --metrics-port")
     args = parser.parse_args()
     n = args.tasks
     results: dict[str, Any] = {"runs": args.runs, "tasks": n}
+    if args.metrics:
+        with PrivateRedis() as server:
+            results["metrics"] = compare_metrics(server.url, n, args.runs, args.rounds)
+        results["metrics"]["observer"] = observer_cost()
+        emit("distributed_metrics", results)
+        return
     fan_tasks = n + 3  # source, members, the group node, sink
     with PrivateRedis() as server:
         for workers in () if args.skip_pool else (1, 2):

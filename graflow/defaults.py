@@ -54,3 +54,10 @@ DEFAULT_REDIS_RETRY_FOR = 60.0
 DEFAULT_WORKER_REDIS_WAIT = 10.0
 #: ``GRAFLOW_CONCURRENCY``: worker processes per ``graflow worker`` command.
 DEFAULT_CONCURRENCY = 1
+
+# -- metrics ----------------------------------------------------------------------------
+#: ``GRAFLOW_METRICS_PORT``: the port of a worker command's Prometheus ``/metrics`` (0: off).
+DEFAULT_METRICS_PORT = 0
+#: ``GRAFLOW_METRICS_HOST``: loopback, so a worker on a shared host exposes nothing by
+#: default; containers set 0.0.0.0 (deploy/docker-compose.yml, which publishes no port).
+DEFAULT_METRICS_HOST = "127.0.0.1"

@@ -49,6 +49,7 @@ __all__ = [
     "check_key",
     "current",
     "environ",
+    "export",
     "reload",
     "use",
     "using",
@@ -89,6 +90,12 @@ VARIABLES: tuple[Variable, ...] = (
              "Deaths of one worker process within the window, with no job finished, that stop the command."),
     Variable("GRAFLOW_CRASH_LOOP_WINDOW", "--crash-loop-window", f"{d.DEFAULT_CRASH_LOOP_WINDOW:g}",
              "The crash-loop window in seconds."),
+    Variable("GRAFLOW_METRICS_PORT", "--metrics-port", "0 (off)",
+             "Port of the worker command's Prometheus `/metrics` (needs `graflow[metrics]`)."),
+    Variable("GRAFLOW_METRICS_HOST", "--metrics-host", d.DEFAULT_METRICS_HOST,
+             "Address `/metrics` listens on; `0.0.0.0` in a container."),
+    Variable("GRAFLOW_METRICS_TASK_LABEL", "", "1",
+             "`0` drops the `task` label of the task metrics (huge dynamic fan-outs)."),
     Variable("GRAFLOW_WORKER_REDIS_WAIT", "", f"{d.DEFAULT_WORKER_REDIS_WAIT:g}",
              "Seconds a starting worker retries Redis before it exits 3."),
     Variable("GRAFLOW_REDIS_RETRY_FOR", "", f"{d.DEFAULT_REDIS_RETRY_FOR:g}",
@@ -134,6 +141,11 @@ class Settings:
     restart_backoff_max: float = d.DEFAULT_RESTART_BACKOFF_MAX
     crash_loop_deaths: int = d.DEFAULT_CRASH_LOOP_DEATHS
     crash_loop_window: float = d.DEFAULT_CRASH_LOOP_WINDOW
+    #: ``--metrics-port`` / ``GRAFLOW_METRICS_PORT``: 0 serves no metrics.
+    metrics_port: int = d.DEFAULT_METRICS_PORT
+    metrics_host: str = d.DEFAULT_METRICS_HOST
+    #: ``GRAFLOW_METRICS_TASK_LABEL``: task metrics carry a ``task`` label (its base id).
+    metrics_task_label: bool = True
     worker_redis_wait: float = d.DEFAULT_WORKER_REDIS_WAIT
     redis_retry_for: float = d.DEFAULT_REDIS_RETRY_FOR
     max_value_bytes: int = d.DEFAULT_MAX_VALUE_BYTES
@@ -170,6 +182,8 @@ class Settings:
         restart_backoff_max: float | None = None,
         crash_loop_deaths: float | None = None,
         crash_loop_window: float | None = None,
+        metrics_port: float | None = None,
+        metrics_host: str | None = None,
     ) -> Settings:
         """Read ``env`` (default ``os.environ``) once; a flag (not None) beats its variable.
 
@@ -219,6 +233,13 @@ class Settings:
             restart_backoff_max=backoff_max,
             crash_loop_deaths=deaths,
             crash_loop_window=window,
+            metrics_port=parse.port(parse.number(metrics_port, env.get("GRAFLOW_METRICS_PORT"),
+                                                 d.DEFAULT_METRICS_PORT, "--metrics-port/GRAFLOW_METRICS_PORT"),
+                                    "--metrics-port/GRAFLOW_METRICS_PORT"),
+            metrics_host=(metrics_host or parse.non_empty(env.get("GRAFLOW_METRICS_HOST"))
+                          or d.DEFAULT_METRICS_HOST).strip(),
+            metrics_task_label=parse.flag(env.get("GRAFLOW_METRICS_TASK_LABEL"), True,
+                                          "GRAFLOW_METRICS_TASK_LABEL"),
             worker_redis_wait=parse.seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
                                        "GRAFLOW_WORKER_REDIS_WAIT"),
             redis_retry_for=parse.seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,
@@ -277,6 +298,16 @@ def using(settings: Settings) -> Iterator[Settings]:
         yield settings
     finally:
         use(previous)
+
+
+def export(name: str, value: str | None) -> None:
+    """Set (or, with None, remove) a variable for this process and the processes it starts
+    from now on: another library's own setting graflow hands down, never one it reads
+    (the worker command's ``PROMETHEUS_MULTIPROC_DIR`` for its worker processes)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def environ() -> Mapping[str, str]:

@@ -176,3 +176,22 @@ __all__ = [
     "task_timeout",
     "ttl",
 ]
+
+
+def port(value: float, what: str) -> int:
+    """A TCP port, or 0 (off)."""
+    if not 0 <= value <= 65535 or value != int(value):
+        raise ConfigError(f"{what} {value:g} is invalid; use a TCP port (1-65535), or 0 for off")
+    return int(value)
+
+
+def flag(raw: str | None, default: bool, name: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``; unset: ``default``."""
+    text = (raw or "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value; set 1 or 0")

@@ -108,6 +108,20 @@ from graflow.exit_codes import EXIT_OK
     help="the crash-loop window in seconds (default: $GRAFLOW_CRASH_LOOP_WINDOW or 60)",
 )
 @click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    metavar="N",
+    help="serve Prometheus metrics on http://HOST:N/metrics (needs graflow[metrics]; "
+    "default: $GRAFLOW_METRICS_PORT, or off; 0 = off)",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    metavar="ADDR",
+    help="address the metrics port listens on (default: $GRAFLOW_METRICS_HOST or 127.0.0.1)",
+)
+@click.option(
     "--import",
     "imports",
     multiple=True,
@@ -166,6 +180,8 @@ def run(args: Any) -> int:
         restart_backoff_max=args.restart_backoff_max,
         crash_loop_deaths=args.crash_loop_deaths,
         crash_loop_window=args.crash_loop_window,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     if args.check:
         ping(settings)

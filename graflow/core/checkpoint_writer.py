@@ -174,11 +174,13 @@ def store_artefacts(
     graph_hash: str | None,
     fingerprint: str | None,
     secret_key: SecretKey,
+    written: list[int] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
     """Pickle ``target`` (a context or a ``RedisRunStub``) and store it with ``state`` as
-    the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``)."""
+    the checkpoint ``base`` of ``store`` (``""``: the automatic name for ``state``);
+    ``written`` is told the bytes of the three artefacts (for metrics)."""
     pkl, signed = dump_pickle(target, secret_key)
-    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint, secret_key)
+    return _commit(store, base, pkl, signed, state, metadata, graph_hash, fingerprint, secret_key, written)
 
 
 def _commit(
@@ -191,6 +193,7 @@ def _commit(
     graph_hash: str | None,
     fingerprint: str | None,
     secret_key: SecretKey = None,
+    written: list[int] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
     from graflow.version import package_version
 
@@ -226,6 +229,8 @@ def _commit(
     pkl_size = sum(map(len, pkl))
     pkl_hash = _hash_beside(pkl, pkl_size)
 
+    meta_size = [0]
+
     def meta_bytes() -> bytes:
         doc["files"] = {
             "pkl": {"bytes": pkl_size, "sha256": pkl_hash()},
@@ -233,7 +238,9 @@ def _commit(
         }
         if signed:  # the signature covers the hashes, so state.json is signed too
             sign_meta(doc, secret_key)
-        return encode(doc)
+        data = encode(doc)
+        meta_size[0] = len(data)
+        return data
 
     # One write at a time in this process: two branches of a group checkpointing at
     # once must not pick the same automatic name, nor interleave their artefacts.
@@ -241,6 +248,8 @@ def _commit(
         if not base:
             base = store.auto_base(state.session_id, state.steps)
         location = store.write(base, {"pkl": pkl, "state": state_bytes, "meta": meta_bytes})
+    if written is not None:
+        written.append(pkl_size + len(state_bytes) + meta_size[0])
     return location, meta
 
 

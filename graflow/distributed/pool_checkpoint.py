@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,6 +21,24 @@ from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode
 
 logger = logging.getLogger("graflow.worker")
+
+#: Told ``(workflow name, bytes written)`` after each checkpoint this process writes for a
+#: pooled run (the worker's metrics register here: this layer knows no worker code).
+_written_hooks: list[Callable[[str, int], None]] = []
+
+
+def on_written(hook: Callable[[str, int], None]) -> None:
+    """Call ``hook(workflow, nbytes)`` after every pool checkpoint this process writes."""
+    if hook not in _written_hooks:
+        _written_hooks.append(hook)
+
+
+def _tell_written(workflow: str, nbytes: int) -> None:
+    for hook in _written_hooks:
+        try:
+            hook(workflow, nbytes)
+        except Exception:  # an observer never fails the write
+            logger.warning("checkpoint hook failed", exc_info=True)
 #: Session fields of a deferred checkpoint in flight: set by the commit, cleared once written.
 DEFERRED_FIELDS = ("checkpointing", "checkpoint_request")
 
@@ -132,11 +151,14 @@ def write_snapshot_checkpoint(
         workflow_name=pctx.workflow_name,
     )
     state = state_from_snapshot(pctx, snap, checkpoint_id, resuming_task_id, store.kind)
+    written: list[int] = []
     location, meta = store_artefacts(
-        store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key
+        store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key, written
     )
     # deferred: the commit that took the snapshot set DEFERRED_FIELDS
     pctx.store.note_checkpoint(location, DEFERRED_FIELDS if resuming_task_id is None else ())
+    if _written_hooks:
+        _tell_written(pctx.workflow_name or "", sum(written))
     return location, meta
 
 
@@ -176,6 +198,6 @@ def write_pool_checkpoint(
 
 
 __all__ = [
-    "DEFERRED_FIELDS", "write_from_snapshot", "write_pool_checkpoint",
+    "DEFERRED_FIELDS", "on_written", "write_from_snapshot", "write_pool_checkpoint",
     "write_snapshot_checkpoint",
 ]

@@ -38,7 +38,7 @@ from graflow.distributed.rqapi import (
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import decode, encode
 from graflow.exceptions import WorkerLostError
-from graflow.worker import leases
+from graflow.worker import leases, metrics
 
 logger = logging.getLogger("graflow.failover")
 
@@ -97,6 +97,7 @@ _ALREADY = {"dup": "done"}
 def redeliver(
     connection: Any, job: Job, *, lost_worker: str, why: str, max_redeliveries: int, reaper: str,
     lease: Any = None, record: bool = True, timed_out: float | None = None, leases_key: str | None = None,
+    cause: str = "worker_died",
 ) -> str:
     """Re-enqueue the activation of a graflow job whose attempt was lost; returns the
     reason recorded on the old job (``abandoned: worker … re-enqueued as attempt N``), unless
@@ -105,7 +106,8 @@ def redeliver(
     ``timed_out`` (seconds): the attempt's process was killed because it ran past that
     timeout (``graflow.worker.hard_timeout``). Not a lost worker: the poison-task limit
     does not apply and the redelivery is not counted; the next attempt carries the mark
-    and fails at once with ``TaskTimeoutError`` through the task's retry policy."""
+    and fails at once with ``TaskTimeoutError`` through the task's retry policy.
+    ``cause``: why, for the redelivery counter (``metrics.CAUSES``)."""
     wire = decode(job.args[0])
     store = SessionStore(connection, wire.key_prefix, wire.session_id)
     if timed_out:
@@ -113,7 +115,7 @@ def redeliver(
             wire, attempt=wire.attempt + 1, timed_out=float(timed_out), enqueued_at=time.time(), not_before=0.0
         )
         return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record,
-                        ", which fails with TaskTimeoutError", leases_key)
+                        ", which fails with TaskTimeoutError", leases_key, "timed_out")
     if wire.redeliveries >= max_redeliveries:
         from graflow.distributed.pool_engine import fail_activation
 
@@ -135,12 +137,13 @@ def redeliver(
         wire, attempt=wire.attempt + 1, redeliveries=wire.redeliveries + 1, enqueued_at=time.time(), not_before=0.0
     )
     return _requeue(connection, job, wire, nxt, store, lost_worker, why, reaper, lease, record,
-                    leases_key=leases_key)
+                    leases_key=leases_key, cause=cause)
 
 
 def _requeue(
     connection: Any, job: Job, wire: Any, nxt: Any, store: SessionStore, lost_worker: str, why: str,
     reaper: str, lease: Any, record: bool, note: str = "", leases_key: str | None = None,
+    cause: str = "worker_died",
 ) -> str:  # fmt: skip
     """The session's redelivery step for ``nxt``, the old job recorded as abandoned, the
     hand-over to rq; returns the reason recorded."""
@@ -154,6 +157,8 @@ def _requeue(
             record_abandoned(connection, job, reason, reaper, pipe, lease, leases_key)
             pipe.execute()
     hand_over(connection, wire, outcome)
+    if status in ("ok", "requeued"):
+        metrics.redelivered(connection, wire, cause)
     log = logger.warning if status in ("ok", "requeued") else logger.info
     log("task %s (session %s): %s", wire.task_id, wire.session_id[:8], reason)
     return reason
@@ -240,7 +245,8 @@ class Reaper:
                 return 0
             redeliver(self.connection, job, lost_worker=job.worker_name or "unknown", why="lost", lease=member,
                       max_redeliveries=self.max_redeliveries, reaper=self.name,
-                      leases_key=self.leases_key)  # fmt: skip
+                      leases_key=self.leases_key, cause="lease_expired")  # fmt: skip
+            metrics.lease_expired()
         finally:
             with contextlib.suppress(LockError):  # it outlived LOCK_SECONDS: already free
                 lock.release()
@@ -294,7 +300,7 @@ def on_failure_callback(job: Job, connection: Any, exc_type: Any, exc_value: Any
         try:
             limit = max_redeliveries()
             redeliver(connection, job, lost_worker=job.worker_name or "unknown", why="lost (rq's registry clean-up)",
-                      max_redeliveries=limit, reaper="rq", record=False)  # fmt: skip
+                      max_redeliveries=limit, reaper="rq", record=False, cause="rq_cleanup")  # fmt: skip
         except Exception:
             logger.exception("could not redeliver abandoned job %s", job.id)
 

@@ -174,7 +174,8 @@ class GraflowWorker(LifecycleWorker):
                 why = f"had its work horse killed: its task ran past its timeout of {timed_out:g} s and did not stop"
             reason = failover.redeliver(self.connection, job, lost_worker=self.name, why=why,
                                         max_redeliveries=self.max_redeliveries, reaper=self.name,
-                                        timed_out=timed_out, leases_key=self.leases_key)  # fmt: skip
+                                        timed_out=timed_out, leases_key=self.leases_key,
+                                        cause="horse_lost")  # fmt: skip
             # rq records the failure right after this hook: with this reason, not its own.
             self._abandoned_reasons[job.id] = reason
 
@@ -192,7 +193,7 @@ class GraflowWorker(LifecycleWorker):
             failover.redeliver(self.connection, job, lost_worker=self.name,
                                why="stopped by a second signal; handed back",
                                max_redeliveries=self.max_redeliveries + 1, reaper=self.name,
-                               leases_key=self.leases_key)  # fmt: skip
+                               leases_key=self.leases_key, cause="handed_back")  # fmt: skip
             return None
         return hand_back_job(self, job, execution or compat.current_execution(self))
 

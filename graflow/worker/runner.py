@@ -22,6 +22,7 @@ from graflow.exceptions import RedisUnavailableError
 from graflow.exit_codes import EXIT_OK, EXIT_USAGE, CliError
 from graflow.redisconn import wrap_connection_errors
 from graflow.settings import use as use_settings
+from graflow.worker.metrics_server import require as require_metrics
 from graflow.worker.process import (
     PendingSignals,
     claim_worker_name,
@@ -149,6 +150,7 @@ def run(settings: WorkerSettings) -> int:
     use_settings(settings.settings)  # inherited by the forked worker processes
     configure_logging(settings)
     check_secret_key()
+    require_metrics(settings)  # a usage error before anything starts
     import_modules(settings.imports)
     if not wait_for_redis(settings, pending=pending):
         return EXIT_OK  # stopped by a signal before Redis answered

@@ -73,6 +73,11 @@ class WorkerSettings:
         return self.settings.task_timeout
 
     @property
+    def metrics_port(self) -> int:
+        """The port of this command's Prometheus ``/metrics`` (0: none; ``metrics_server``)."""
+        return self.settings.metrics_port
+
+    @property
     def restart(self) -> RestartPolicy:
         """When a dead worker process is restarted and when the supervisor gives up (``restarts``)."""
         s = self.settings
@@ -124,6 +129,8 @@ class WorkerSettings:
         restart_backoff_max: float | None = None,
         crash_loop_deaths: int | None = None,
         crash_loop_window: float | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str | None = None,
     ) -> WorkerSettings:
         """Resolve flags (``None`` = not given) against ``env`` (default ``os.environ``).
 
@@ -133,7 +140,7 @@ class WorkerSettings:
             env, url=url, prefix=prefix, queues=queues, concurrency=concurrency, heartbeat=heartbeat,
             max_redeliveries=max_redeliveries, task_timeout=task_timeout, restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max, crash_loop_deaths=crash_loop_deaths,
-            crash_loop_window=crash_loop_window,
+            crash_loop_window=crash_loop_window, metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
         final_url = _fill_password(resolved.url, resolved.redis_password)
         level = (log_level or "INFO").upper()

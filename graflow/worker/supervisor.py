@@ -117,6 +117,8 @@ class Supervisor:
         self._fatal = False
         self._redis: Any = None
         self._ctx: Any = None
+        #: ``--metrics-port``: the ``metrics_server.MetricsServer`` of this command.
+        self.metrics: Any = None
         self.keeper = LeaseKeeper(self._connection, queues=list(settings.queues), prefix=settings.prefix,
                                   heartbeat=settings.heartbeat, max_redeliveries=settings.max_redeliveries,
                                   name=f"{settings.name or 'worker'}-supervisor")  # fmt: skip
@@ -154,16 +156,23 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._ctx = multiprocessing.get_context("fork")
-        for slot in self.slots:
-            if self.signals:
-                break  # stopped while starting: start no more
-            self._start(slot)
-        log.info("supervisor: started %d workers", len(self.children))
         try:
+            if self.settings.metrics_port:  # before the first fork: the children inherit it
+                from graflow.worker.metrics_server import MetricsServer
+
+                self.metrics = MetricsServer(self.settings, lambda: len(self.children))
+                self.metrics.start()
+            for slot in self.slots:
+                if self.signals:
+                    break  # stopped while starting: start no more
+                self._start(slot)
+            log.info("supervisor: started %d workers", len(self.children))
             self._watch()
         finally:
             if self._redis is not None:
                 self._redis.close()
+            if self.metrics is not None:
+                self.metrics.close()
         return self._exit_code({s.name: s.code for s in self.slots if s.code is not None})
 
     def _start(self, slot: _Slot) -> None:
@@ -209,6 +218,8 @@ class Supervisor:
                     continue
                 slot.process.join()
                 code = slot.process.exitcode
+                if self.metrics is not None:
+                    self.metrics.process_died(slot.process.pid)
                 slot.process = None
                 slot.code = code if code is not None else EXIT_FAILED
                 self._on_child_exit(slot, slot.code)

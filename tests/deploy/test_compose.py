@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from deploytools import (
     wait_until,
 )
 
-SERVICES = {"redis", "worker", "dashboard", "demo"}
+SERVICES = {"redis", "worker", "dashboard", "prometheus", "demo"}
 
 
 def _cmd_text(value: Any) -> str:
@@ -136,6 +137,32 @@ def test_dashboard_and_demo_services() -> None:
     assert argv[:3] == ["graflow", "submit", "examples.pool_demo:wf"] and "--wait" in argv
 
 
+def test_prometheus_scrapes_every_worker_replica() -> None:
+    """Workers serve /metrics on the compose network only; Prometheus finds every replica
+    by DNS on that port and publishes its own UI on loopback only."""
+    import yaml
+
+    services = load_compose()["services"]
+    env = service_env("worker", read_env_file())
+    port = int(env["GRAFLOW_METRICS_PORT"])
+    assert port > 0 and env["GRAFLOW_METRICS_HOST"] == "0.0.0.0"  # reachable from the prometheus container
+    assert "ports" not in services["worker"]  # ... and from nowhere else
+    prom = services["prometheus"]
+    assert str(prom["image"]).startswith("prom/prometheus")
+    ports = [interpolate(p, read_env_file()) for p in prom["ports"]]
+    assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
+    mounted = {item.split(":")[1]: item.split(":")[0] for item in prom["volumes"] if item.startswith("./")}
+    config_path = DEPLOY / mounted["/etc/prometheus/prometheus.yml"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    config = yaml.safe_load(config_path.read_text())
+    [job] = config["scrape_configs"]
+    [sd] = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["type"] == "A" and sd["port"] == port
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    # the worker image installs the metrics extra (prometheus-client)
+    assert "pip install '/src[metrics]'" in WORKER_DOCKERFILE.read_text()
+
+
 def test_env_example_covers_every_variable_and_holds_no_secret() -> None:
     example = read_env_file()
     used = compose_variables(load_compose())
@@ -202,7 +229,13 @@ def run_pool_and_demo(redis_url: str, tmp_path: Path, extra: dict[str, str] | No
     client = redis.Redis.from_url(worker_env["GRAFLOW_REDIS_URL"], password=values.get("REDIS_PASSWORD") or None)
     procs = Procs()
     try:
-        workers = [procs.start(worker_argv, worker_env, workdir) for _ in range(replicas)]
+        # Each replica's metrics port (the compose file's, one per container) becomes a free
+        # port on loopback here: the replicas share this host.
+        assert worker_env["GRAFLOW_METRICS_PORT"] == "9100"
+        metrics_ports = [_free_port() for _ in range(replicas)]
+        workers = [procs.start(worker_argv, {**worker_env, "GRAFLOW_METRICS_PORT": str(port),
+                                             "GRAFLOW_METRICS_HOST": "127.0.0.1"}, workdir)
+                   for port in metrics_ports]  # fmt: skip
 
         def registered() -> bool:
             dead = [p for p in workers if p.poll() is not None]
@@ -232,6 +265,16 @@ def run_pool_and_demo(redis_url: str, tmp_path: Path, extra: dict[str, str] | No
         metas = sorted(ckdir.glob("*.meta.json"))
         assert [m.name for m in metas] == [f"session_{session_id}_step_6.meta.json"]
         assert json.loads(metas[0].read_text())["user_metadata"]["stage"] == "merged"
+
+        # every replica serves /metrics; together they ran the demo's tasks
+        completed = 0.0
+        for port in metrics_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            assert f'graflow_queue_load{{queue="{queue}"}} 0.0' in text and "graflow_redis_up 1.0" in text
+            completed += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                             if line.startswith("graflow_task_attempts_total{") and 'outcome="completed"' in line)  # fmt: skip
+        assert completed >= 6  # the demo's tasks, all completed
 
         # SIGTERM (compose's stop signal): warm shutdown, exit 0
         for w in workers:

@@ -15,7 +15,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution, ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import utcformat, utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
@@ -32,6 +32,8 @@ WORKER_PREFIX: str = Worker.redis_worker_namespace_prefix
 WORKERS_SET: str = REDIS_WORKER_KEYS
 #: ``rq:wip:`` - a queue's started registry (members ``job_id:execution_id``).
 STARTED_PREFIX: str = StartedJobRegistry.key_template.format("")
+#: ``rq:scheduled:`` - a queue's delayed jobs (graflow's retries with a back-off), scored by when.
+SCHEDULED_PREFIX: str = ScheduledJobRegistry.key_template.format("")
 #: ``rq:executions:`` - a job's execution registry (members: execution ids).
 EXECUTIONS_PREFIX: str = ExecutionRegistry.key_template.format("")
 #: ``rq:execution:`` - an execution's hash is ``EXECUTION_PREFIX + job_id:execution_id``.
@@ -42,6 +44,14 @@ _WORKER_EXECUTIONS = getattr(_rq_executions, "WORKER_EXECUTIONS_KEY_TEMPLATE", N
 
 def started_key(queue_name: str) -> str:
     return STARTED_PREFIX + queue_name
+
+
+def queue_key(queue_name: str) -> str:
+    return QUEUE_PREFIX + queue_name
+
+
+def scheduled_key(queue_name: str) -> str:
+    return SCHEDULED_PREFIX + queue_name
 
 
 def executions_key(job_id: str) -> str:
@@ -83,6 +93,7 @@ __all__ = [
     "JOB_PREFIX",
     "QUEUES_SET",
     "QUEUE_PREFIX",
+    "SCHEDULED_PREFIX",
     "STARTED_PREFIX",
     "WORKERS_SET",
     "WORKERS_SUSPENDED",
@@ -93,6 +104,8 @@ __all__ = [
     "executions_key",
     "intermediate_key",
     "now",
+    "queue_key",
+    "scheduled_key",
     "started_key",
     "utcformat",
     "utcparse",

@@ -147,6 +147,15 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
         "pops without rq's Queue.pop_job_id, which fails on an empty queue.",
         (_BOUNDARY + "test_queue_keys_are_rqs",),
     ),
+    PrivateUse(
+        "queue gauges read from rq's keys at scrape time",
+        "layout.queue_key, started_key, scheduled_key, JOB_PREFIX (graflow/worker/pool_gauges.py: "
+        "LLEN, LINDEX 0 and the head job's enqueued_at, ZCARD of the started and scheduled registries)",
+        "One round trip per scrape for every served queue's depth, oldest job's age, running and "
+        "delayed jobs; rq's Queue.count, StartedJobRegistry.count and job fetches would cost "
+        "several per queue and clean registries as a side effect.",
+        ("tests/worker/test_metrics.py::test_pool_gauges_read_rqs_layout",),
+    ),
 )
 
 
