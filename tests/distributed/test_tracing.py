@@ -189,3 +189,57 @@ def test_untraced_pool_runs_and_exports_nothing(make_pool: Any, tmp_path: Path) 
     run = submit(flows.fan_out_in(), pool.redis_url, queue=pool.queue, key_prefix=pool.prefix)
     assert run.wait(timeout=30) == "done"
     assert read_spans(str(path)) == []
+
+
+
+def _log_with_spans(path: str, session_id: str, count: int) -> str | None:
+    log = Path(path).read_text(errors="replace")
+    return log if log.count(f'"graflow.session_id": "{session_id}"') >= count else None
+
+
+@pytest.mark.parametrize(("fork", "delay_ms"), [(False, "100"), (True, "600000")])
+def test_example_worker_setup_exports_attempt_spans(redis_url: str, fork: bool, delay_ms: str) -> None:
+    """``examples/otel_worker_setup.py`` (a ``BatchSpanProcessor`` and the console exporter)
+    on a real worker. With ``--fork`` the work horse leaves with ``os._exit`` and the batch
+    delay is 10 minutes: its spans are in the log only because graflow flushes them at the
+    end of the attempt."""
+    from workerpool import ROOT, Pool
+
+    args = ["--import", "otel_worker_setup", *(["--fork"] if fork else [])]
+    with Pool(redis_url, 1, extra_paths=[str(ROOT / "examples")], args=args, OTEL_BSP_SCHEDULE_DELAY=delay_ms) as pool:
+        run = submit(flows.chain(), pool.redis_url, queue=pool.queue, key_prefix=pool.prefix)
+        assert run.wait(timeout=30) == 2
+        log = wait_until(lambda: _log_with_spans(pool.logs[0], run.session_id, 2), timeout=20,
+                         what="both attempt spans in the worker's log")  # fmt: skip
+    for task_id in ("first", "second"):
+        assert f'"name": "graflow.task {task_id}"' in log
+
+
+def test_flush_exports_batched_spans_before_os_exit(tmp_path: Path) -> None:
+    """A supervisor's worker process ends with ``os._exit`` (no atexit export): ``run_worker``
+    calls ``tracing.flush``, which exports what a ``BatchSpanProcessor`` still holds."""
+    path = tmp_path / "spans.jsonl"
+    code = (
+        "import os, sys\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import BatchSpanProcessor\n"
+        "from tests.otel_file_exporter import JsonLinesExporter\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(sys.argv[1]), schedule_delay_millis=600000))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "from graflow.distributed.attempt_info import AttemptInfo\n"
+        "from graflow.distributed.spec import TaskSpec\n"
+        "from graflow.worker import observe, tracing\n"
+        "assert tracing.install()\n"
+        "info = AttemptInfo(TaskSpec(session_id='s1', task_id='t', graph_hash='h', spec_id='x'), 'w1')\n"
+        "with observe.observed(info):\n"
+        "    info.started({'workflow_name': 'wf'})\n"
+        "    info.outcome = 'completed'\n"
+        "tracing.flush()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], env=child_env(), check=True, timeout=30)
+    (span,) = read_spans(str(path))
+    assert span["name"] == "graflow.task t" and span["attributes"]["graflow.outcome"] == "completed"
+    assert span["trace_id"] == format(otel_trace_id("s1"), "032x")  # no traceparent: the run's own trace
