@@ -149,6 +149,34 @@ def test_a_chosen_session_id_gets_a_derived_trace_id(
     assert {s["trace_id"] for s in spans} == {meta["trace_id"]}
 
 
+def test_resume_stays_in_the_runs_trace_and_links_the_caller(
+    producer_spans: InMemorySpanExporter, traced_pool: DistPool, spans_file: Path, client: Any
+) -> None:
+    import dist_flows
+
+    from graflow.distributed import WorkflowRun
+
+    ck = f"{traced_pool.redis_url.rsplit('/', 1)[0]}/0/{traced_pool.prefix}/ck/traced"
+    run = submit(dist_flows.checkpoint_at("first"), traced_pool.redis_url, queue=traced_pool.queue,
+                 key_prefix=traced_pool.prefix, initial_channel={"ck": ck})  # fmt: skip
+    assert run.wait(timeout=30) == "last-done"
+    trace_hex = SessionStore(client, traced_pool.prefix, run.session_id).meta()["trace_id"]
+    with trace.get_tracer("graflow-tests").start_as_current_span("operator") as operator:
+        again = WorkflowRun.resume(ck, traced_pool.redis_url)
+    assert again.wait(timeout=30) == "last-done"
+    (resumed,) = [s for s in producer_spans.get_finished_spans() if s.name == "graflow.resume checkpoint_at"]
+    assert format(resumed.context.trace_id, "032x") == trace_hex
+    assert [link.context.span_id for link in resumed.links] == [operator.get_span_context().span_id]
+    meta = SessionStore(client, traced_pool.prefix, run.session_id).meta()
+    assert meta["trace_id"] == trace_hex
+    assert meta["traceparent"].split("-")[2] == format(resumed.context.span_id, "016x")
+    # first, last; then last again after the resume (its attempt span is the resume span's child).
+    spans = _attempt_spans(spans_file, run.session_id, 3)
+    assert {s["trace_id"] for s in spans} == {trace_hex}
+    assert spans[-1]["attributes"]["graflow.task_id"] == "last"
+    assert spans[-1]["parent_span_id"] == format(resumed.context.span_id, "016x")
+
+
 def test_workers_trace_a_run_whose_producer_does_not(traced_pool: DistPool, spans_file: Path) -> None:
     """A producer without tracing (a subprocess, no provider): the attempts still share one
     trace, the one named by the run's trace id (the session id)."""
