@@ -3,7 +3,7 @@
 Tracing is on in a process only when a real ``TracerProvider`` is set (an SDK's, by code,
 ``--import`` or ``opentelemetry-instrument``); otherwise ``tracer_provider`` answers "off"
 for the price of a dict lookup. Nothing here imports opentelemetry before it is on, so
-graflow runs without it (and a process that does not trace never loads it).
+graflow runs without it and never loads it on its own account.
 
 One run is one trace, whose id is the run's ``trace_id`` (32 hex digits when traced):
 
@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -74,8 +75,10 @@ def virtual_root(trace_id: int) -> Any:
     return trace.set_span_in_context(trace.NonRecordingSpan(root))
 
 
+@lru_cache(maxsize=256)
 def parent_context(traceparent: str, trace_id: str) -> Any:
-    """The parent of a worker's attempt span: the run's ``traceparent``, else its virtual root."""
+    """The parent of a worker's attempt span: the run's ``traceparent``, else its virtual root.
+    Cached: every attempt of a run has the same (contexts are immutable)."""
     if traceparent:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
