@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import msgspec
 
 from graflow.codec import SecretKey
-from graflow.distributed import dispatch, liveness
+from graflow.distributed import dispatch, liveness, otel
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
@@ -57,7 +57,10 @@ def resume_on_pool(
     if queue is not None:
         check_queue_name(queue)
     client, url = stub.connect(redis_url)
-    with wrap_connection_errors(url):
+    # Traced: a resume span in the run's own trace (a current span is linked, not joined:
+    # one run, one trace); the resumed attempts' spans are its children.
+    span = otel.producer_span("resume", stub.workflow_name, stub.session_id, queue or "", trace_id=stub.trace_id)
+    with span as traced, wrap_connection_errors(url):
         store = SessionStore(client, stub.key_prefix, stub.session_id)
         meta = store.meta()
         if meta.get("state") in ("queued", "running") and not force:
@@ -81,6 +84,8 @@ def resume_on_pool(
         specs = _specs(state, stub, graph_hash, queue or meta.get("queue") or stub.key_prefix)
         meta_fields = {"graph_hash": graph_hash, "graph_fingerprint": graph_fingerprint(graph),
                        "queue": specs[0].queue if specs else queue or stub.key_prefix}  # fmt: skip
+        if traced.traceparent:
+            meta_fields["traceparent"] = traced.traceparent
         _rewrite(store, state, meta, meta_fields, specs, stub, loaded.source)
         if specs:
             dispatch.enqueue(client, specs, secret_key=secret_key)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import SecretKey
-from graflow.distributed import dispatch, liveness
+from graflow.distributed import dispatch, liveness, otel
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
@@ -62,7 +62,10 @@ def submit(
     client, redis_url = connect(redis_url)
     chosen = session_id is not None
     session_id = session_id or uuid.uuid4().hex
-    with wrap_connection_errors(redis_url):
+    # Traced (graflow.distributed.otel): the run is one trace, its id the run's trace_id,
+    # and the submit span (its traceparent in the session) the parent of every attempt's.
+    with otel.producer_span("submit", name, session_id, queue) as traced, wrap_connection_errors(redis_url):
+        trace_id = traced.trace_id or session_id
         store = SessionStore(client, key_prefix, session_id)
         if chosen and store.exists():
             # A chosen id must name a new run: submitting over a session would overwrite
@@ -79,7 +82,7 @@ def submit(
             session_id=session_id,
             task_id=start,
             graph_hash=graph_hash,
-            trace_id=session_id,
+            trace_id=trace_id,
             spec_id=uuid.uuid4().hex,
             enqueued_at=time.time(),
             queue=queue,
@@ -97,7 +100,8 @@ def submit(
                 "graph_hash": graph_hash,
                 "graph_fingerprint": graph_fingerprint(task_graph),
                 "queue": queue,
-                "trace_id": session_id,
+                "trace_id": trace_id,
+                **({"traceparent": traced.traceparent} if traced.traceparent else {}),
                 "workflow_name": name,
                 "tasks": len(task_graph),  # static tasks and groups: progress shows done/known
                 "default_max_cycles": default_max_cycles,

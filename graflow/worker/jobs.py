@@ -55,7 +55,9 @@ def execute_task_spec(spec_json: str, hmac_hex: str | None = None) -> None:
     """Run one activation: verify, decode, execute, commit. Returns nothing (results live in the channel)."""
     from graflow.crash import crash_point
     from graflow.distributed.spec import WIRE_VERSION, decode
+    from graflow.worker import tracing
 
+    tracing.install()  # decided once per process (a plain `rq worker` builds no GraflowWorker)
     connection, job = _current_connection()
     # crash point "job.start": rq has dequeued the job and holds its lease; the task has
     # not started (no session step yet). The reaper must redeliver it.

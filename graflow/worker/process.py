@@ -113,6 +113,9 @@ def run_worker(settings: WorkerSettings, name: str, pending: list[int] | None = 
         if worker is not None:
             worker.close_hot_connection()
         connection.close()
+        from graflow.worker import tracing
+
+        tracing.flush()  # a supervisor's child leaves with os._exit: no atexit export
 
 
 def claim_worker_name(settings: WorkerSettings, name: str, connection: Any, pending: list[int]) -> None:

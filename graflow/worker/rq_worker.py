@@ -43,7 +43,7 @@ from graflow.distributed.rqapi.layout import (
     Execution,
     now,
 )
-from graflow.worker import bookkeeping
+from graflow.worker import bookkeeping, tracing
 from graflow.worker.bookkeeping import GraflowJob
 from graflow.worker.handback import hand_back_job
 from graflow.worker.heartbeat import ItimerDeathPenalty
@@ -143,6 +143,8 @@ class GraflowWorker(LifecycleWorker):
         #: job id → the "abandoned: …" reason of a job redelivered after its horse died.
         self._abandoned_reasons: dict[str, str] = {}
         self._reaper: Any = None
+        # Every worker process builds one (TaskWorker: one per thread), after --import ran.
+        tracing.install()
 
     @property
     def hot_connection(self) -> Any:
