@@ -5,12 +5,13 @@ Tracing is on in a process only when a real ``TracerProvider`` is set (an SDK's,
 for the price of a dict lookup. Nothing here imports opentelemetry before it is on, so
 graflow runs without it and never loads it on its own account.
 
-One run is one trace, whose id is the run's ``trace_id`` (32 hex digits when traced):
+One run is one trace. The run's ``trace_id`` stays its session id (the API's rule); the
+OTel trace is:
 
-* the producer's current span's trace id, when ``submit`` runs inside a span (the run
-  joins the caller's trace);
-* else the run's own ``trace_id`` (the session id): itself when it is 32 hex digits
-  (a default uuid4 session id), else a hash of it (``otel_trace_id``).
+* the producer's current trace, when ``submit`` runs inside a span (the run joins the
+  caller's trace; the session's ``traceparent`` names it);
+* else the run's own, from its ``trace_id``: the session id itself when it is 32 hex
+  digits (a default uuid4 session id), else a hash of it (``otel_trace_id``).
 
 In the second case the producer's span needs a parent carrying that trace id, and the
 SDK takes a new trace's id only from its IdGenerator; so the parent is a *virtual root*:
@@ -90,10 +91,18 @@ def parent_context(traceparent: str, trace_id: str) -> Any:
     return virtual_root(otel_trace_id(trace_id))
 
 
+def trace_of(traceparent: str, trace_id: str) -> str:
+    """The OTel trace id (32 hex) a run is in: its ``traceparent``'s, else its own."""
+    parts = traceparent.split("-") if traceparent else []
+    if len(parts) == 4 and _HEX32.fullmatch(parts[1]):
+        return parts[1]
+    return format(otel_trace_id(trace_id), "032x")
+
+
 @dataclass(frozen=True)
 class Traced:
-    """What a producer writes into the session: the run's ``trace_id`` and ``traceparent``
-    (both "" when tracing is off: ``trace_id`` then stays the session id)."""
+    """The producer span's OTel trace id and the ``traceparent`` the session keeps (both ""
+    when tracing is off)."""
 
     trace_id: str = ""
     traceparent: str = ""
@@ -135,4 +144,4 @@ def producer_span(
         yield Traced(format(span.get_span_context().trace_id, "032x"), carrier.get("traceparent", ""))
 
 
-__all__ = ["Traced", "otel_trace_id", "parent_context", "producer_span", "tracer", "tracer_provider", "virtual_root"]
+__all__ = ["Traced", "otel_trace_id", "parent_context", "producer_span", "trace_of", "tracer", "tracer_provider", "virtual_root"]

@@ -57,12 +57,14 @@ def resume_on_pool(
     if queue is not None:
         check_queue_name(queue)
     client, url = stub.connect(redis_url)
-    # Traced: a resume span in the run's own trace (a current span is linked, not joined:
-    # one run, one trace); the resumed attempts' spans are its children.
-    span = otel.producer_span("resume", stub.workflow_name, stub.session_id, queue or "", trace_id=stub.trace_id)
-    with span as traced, wrap_connection_errors(url):
+    with wrap_connection_errors(url):
         store = SessionStore(client, stub.key_prefix, stub.session_id)
         meta = store.meta()
+    # Traced: a resume span in the run's own trace (a current span is linked, not joined:
+    # one run, one trace); the resumed attempts' spans are its children.
+    run_trace = otel.trace_of(meta.get("traceparent", ""), stub.trace_id)
+    span = otel.producer_span("resume", stub.workflow_name, stub.session_id, queue or "", trace_id=run_trace)
+    with span as traced, wrap_connection_errors(url):
         if meta.get("state") in ("queued", "running") and not force:
             raise CheckpointError(
                 f"session {stub.session_id} is still {meta['state']}; wait for it, cancel it, "

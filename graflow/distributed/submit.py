@@ -62,10 +62,11 @@ def submit(
     client, redis_url = connect(redis_url)
     chosen = session_id is not None
     session_id = session_id or uuid.uuid4().hex
-    # Traced (graflow.distributed.otel): the run is one trace, its id the run's trace_id,
-    # and the submit span (its traceparent in the session) the parent of every attempt's.
+    # Traced (graflow.distributed.otel): the run is one trace (the caller's, else its own
+    # from the session id) and the submit span, whose traceparent the session keeps, is the
+    # parent of every attempt's. The run's trace_id stays its session id, as the API says.
     with otel.producer_span("submit", name, session_id, queue) as traced, wrap_connection_errors(redis_url):
-        trace_id = traced.trace_id or session_id
+        trace_id = session_id
         store = SessionStore(client, key_prefix, session_id)
         if chosen and store.exists():
             # A chosen id must name a new run: submitting over a session would overwrite

@@ -19,11 +19,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_file_exporter import ENV, read_spans
 
 from graflow.distributed import submit
 from graflow.distributed.otel import otel_trace_id
 from graflow.distributed.session import SessionStore
-from tests.otel_file_exporter import ENV, read_spans
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -96,7 +96,7 @@ def test_attempt_spans_join_the_producers_trace(
     assert submitted.attributes is not None and submitted.attributes["graflow.session_id"] == run.session_id
     submit_span_id = format(submitted.context.span_id, "016x")
     meta = SessionStore(client, traced_pool.prefix, run.session_id).meta()
-    assert meta["trace_id"] == trace_hex  # the run's trace id is the caller's
+    assert meta["trace_id"] == run.session_id  # the run's trace_id stays its session id
     assert meta["traceparent"].split("-")[:3] == ["00", trace_hex, submit_span_id]
 
     # source, the group (start and finish), steady, flaky twice, sink: 7 attempts.
@@ -144,9 +144,9 @@ def test_a_chosen_session_id_gets_a_derived_trace_id(
                  session_id="nightly-report-7")  # fmt: skip
     assert run.wait(timeout=30) == 2
     meta = SessionStore(client, traced_pool.prefix, run.session_id).meta()
-    assert meta["trace_id"] == format(otel_trace_id("nightly-report-7"), "032x")
+    assert meta["trace_id"] == "nightly-report-7"
     spans = _attempt_spans(spans_file, run.session_id, 2)
-    assert {s["trace_id"] for s in spans} == {meta["trace_id"]}
+    assert {s["trace_id"] for s in spans} == {format(otel_trace_id("nightly-report-7"), "032x")}
 
 
 def test_resume_stays_in_the_runs_trace_and_links_the_caller(
@@ -160,7 +160,7 @@ def test_resume_stays_in_the_runs_trace_and_links_the_caller(
     run = submit(dist_flows.checkpoint_at("first"), traced_pool.redis_url, queue=traced_pool.queue,
                  key_prefix=traced_pool.prefix, initial_channel={"ck": ck})  # fmt: skip
     assert run.wait(timeout=30) == "last-done"
-    trace_hex = SessionStore(client, traced_pool.prefix, run.session_id).meta()["trace_id"]
+    trace_hex = SessionStore(client, traced_pool.prefix, run.session_id).meta()["traceparent"].split("-")[1]
     with trace.get_tracer("graflow-tests").start_as_current_span("operator") as operator:
         again = WorkflowRun.resume(ck, traced_pool.redis_url)
     assert again.wait(timeout=30) == "last-done"
@@ -168,7 +168,7 @@ def test_resume_stays_in_the_runs_trace_and_links_the_caller(
     assert format(resumed.context.trace_id, "032x") == trace_hex
     assert [link.context.span_id for link in resumed.links] == [operator.get_span_context().span_id]
     meta = SessionStore(client, traced_pool.prefix, run.session_id).meta()
-    assert meta["trace_id"] == trace_hex
+    assert meta["trace_id"] == run.session_id
     assert meta["traceparent"].split("-")[2] == format(resumed.context.span_id, "016x")
     # first, last; then last again after the resume (its attempt span is the resume span's child).
     spans = _attempt_spans(spans_file, run.session_id, 3)
