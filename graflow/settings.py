@@ -89,6 +89,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Deaths of one worker process within the window, with no job finished, that stop the command."),
     Variable("GRAFLOW_CRASH_LOOP_WINDOW", "--crash-loop-window", f"{d.DEFAULT_CRASH_LOOP_WINDOW:g}",
              "The crash-loop window in seconds."),
+    Variable("GRAFLOW_LOG_CAPTURE_BYTES", "--log-capture-bytes", str(d.DEFAULT_LOG_CAPTURE_BYTES),
+             "Bytes of stdout, stderr and `logging` output kept per task attempt for `graflow logs` "
+             "(first half and last half); 0 captures nothing."),
     Variable("GRAFLOW_WORKER_REDIS_WAIT", "", f"{d.DEFAULT_WORKER_REDIS_WAIT:g}",
              "Seconds a starting worker retries Redis before it exits 3."),
     Variable("GRAFLOW_REDIS_RETRY_FOR", "", f"{d.DEFAULT_REDIS_RETRY_FOR:g}",
@@ -134,6 +137,8 @@ class Settings:
     restart_backoff_max: float = d.DEFAULT_RESTART_BACKOFF_MAX
     crash_loop_deaths: int = d.DEFAULT_CRASH_LOOP_DEATHS
     crash_loop_window: float = d.DEFAULT_CRASH_LOOP_WINDOW
+    #: Bytes of output kept per attempt on a worker (0: no capture; graflow.worker.capture).
+    log_capture_bytes: int = d.DEFAULT_LOG_CAPTURE_BYTES
     worker_redis_wait: float = d.DEFAULT_WORKER_REDIS_WAIT
     redis_retry_for: float = d.DEFAULT_REDIS_RETRY_FOR
     max_value_bytes: int = d.DEFAULT_MAX_VALUE_BYTES
@@ -170,6 +175,7 @@ class Settings:
         restart_backoff_max: float | None = None,
         crash_loop_deaths: float | None = None,
         crash_loop_window: float | None = None,
+        log_capture_bytes: float | None = None,
     ) -> Settings:
         """Read ``env`` (default ``os.environ``) once; a flag (not None) beats its variable.
 
@@ -219,6 +225,9 @@ class Settings:
             restart_backoff_max=backoff_max,
             crash_loop_deaths=deaths,
             crash_loop_window=window,
+            log_capture_bytes=parse.capture_bytes(parse.number(
+                log_capture_bytes, env.get("GRAFLOW_LOG_CAPTURE_BYTES"), d.DEFAULT_LOG_CAPTURE_BYTES,
+                "--log-capture-bytes/GRAFLOW_LOG_CAPTURE_BYTES")),
             worker_redis_wait=parse.seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
                                        "GRAFLOW_WORKER_REDIS_WAIT"),
             redis_retry_for=parse.seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,

@@ -108,6 +108,14 @@ from graflow.exit_codes import EXIT_OK
     help="the crash-loop window in seconds (default: $GRAFLOW_CRASH_LOOP_WINDOW or 60)",
 )
 @click.option(
+    "--log-capture-bytes",
+    type=int,
+    default=None,
+    metavar="N",
+    help="bytes of each task attempt's stdout, stderr and logging kept for `graflow logs` "
+    "(default: $GRAFLOW_LOG_CAPTURE_BYTES or 65536; 0 = no capture)",
+)
+@click.option(
     "--import",
     "imports",
     multiple=True,
@@ -166,6 +174,7 @@ def run(args: Any) -> int:
         restart_backoff_max=args.restart_backoff_max,
         crash_loop_deaths=args.crash_loop_deaths,
         crash_loop_window=args.crash_loop_window,
+        log_capture_bytes=args.log_capture_bytes,
     )
     if args.check:
         ping(settings)

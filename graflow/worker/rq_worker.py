@@ -143,6 +143,12 @@ class GraflowWorker(LifecycleWorker):
         #: job id → the "abandoned: …" reason of a job redelivered after its horse died.
         self._abandoned_reasons: dict[str, str] = {}
         self._reaper: Any = None
+        # Every worker process (and TaskWorker thread) comes through here: per-attempt
+        # output capture for `graflow logs`, off with GRAFLOW_LOG_CAPTURE_BYTES=0.
+        from graflow import settings
+        from graflow.worker import capture
+
+        capture.install(settings.current().log_capture_bytes)
 
     @property
     def hot_connection(self) -> Any:

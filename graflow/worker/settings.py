@@ -73,6 +73,11 @@ class WorkerSettings:
         return self.settings.task_timeout
 
     @property
+    def log_capture_bytes(self) -> int:
+        """Bytes of task output kept per attempt for ``graflow logs`` (0: no capture)."""
+        return self.settings.log_capture_bytes
+
+    @property
     def restart(self) -> RestartPolicy:
         """When a dead worker process is restarted and when the supervisor gives up (``restarts``)."""
         s = self.settings
@@ -124,6 +129,7 @@ class WorkerSettings:
         restart_backoff_max: float | None = None,
         crash_loop_deaths: int | None = None,
         crash_loop_window: float | None = None,
+        log_capture_bytes: int | None = None,
     ) -> WorkerSettings:
         """Resolve flags (``None`` = not given) against ``env`` (default ``os.environ``).
 
@@ -133,7 +139,7 @@ class WorkerSettings:
             env, url=url, prefix=prefix, queues=queues, concurrency=concurrency, heartbeat=heartbeat,
             max_redeliveries=max_redeliveries, task_timeout=task_timeout, restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max, crash_loop_deaths=crash_loop_deaths,
-            crash_loop_window=crash_loop_window,
+            crash_loop_window=crash_loop_window, log_capture_bytes=log_capture_bytes,
         )  # fmt: skip
         final_url = _fill_password(resolved.url, resolved.redis_password)
         level = (log_level or "INFO").upper()
