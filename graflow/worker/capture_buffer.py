@@ -30,6 +30,16 @@ def _cut(text: str, nbytes: int) -> tuple[str, str]:
     return first, text[len(first) :]
 
 
+def _drop_front(text: str, nbytes: int) -> str:
+    """``text`` without its first ``nbytes`` bytes, or a few more to end on a character boundary."""
+    if text.isascii():
+        return text[nbytes:]
+    raw = text.encode("utf-8", "replace")
+    while nbytes < len(raw) and raw[nbytes] & 0xC0 == 0x80:  # a continuation byte
+        nbytes += 1
+    return raw[nbytes:].decode("utf-8", "replace")
+
+
 def marker(dropped: int) -> str:
     return f"[… {dropped} bytes omitted …]\n"
 
@@ -107,10 +117,7 @@ class OutputBuffer:
                 self.tail.popleft()
                 removed = first.nbytes
             else:
-                # ``excess`` may end inside a character: cut up to 3 bytes more then.
-                _, rest = _cut(first.text(), excess)
-                if size(rest) == first.nbytes:
-                    _, rest = _cut(first.text(), excess + 3)
+                rest = _drop_front(first.text(), excess)
                 kept = size(rest)
                 removed = first.nbytes - kept
                 first.parts, first.nbytes = [rest], kept
@@ -120,14 +127,16 @@ class OutputBuffer:
 
     def take_live(self) -> list[tuple[str, str]]:
         """The head written since the last call, for a live flush. A last line that has no
-        newline yet stays for the next flush (up to ``PARTIAL_LINE``): entries hold whole lines."""
+        newline yet stays for the next flush (up to ``PARTIAL_LINE``, and while the head has
+        room): entries hold whole lines."""
         if not self.live:
             return []
         out = [(p.stream, p.text()) for p in self.live]
         self.live = []
         stream, text = out[-1]
         cut = text.rfind("\n") + 1
-        if cut < len(text) and len(text) - cut < PARTIAL_LINE:
+        more = self.head_used < self.head_limit  # the head may still get the rest of the line
+        if more and cut < len(text) and len(text) - cut < PARTIAL_LINE:
             rest = text[cut:]
             self.live.append(_Piece(stream, rest, size(rest)))
             if cut:
