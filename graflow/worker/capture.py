@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from typing import Any, TextIO
 
 from graflow.defaults import LOG_FLUSH_INTERVAL
@@ -246,6 +247,7 @@ def _client_for(connection: Any) -> Any:
         client = cache["client"] = client_from(redis_client=connection, decode=True)
         if client is connection:  # pragma: no cover - rq's connections are binary
             client = cache["client"] = client_from(redis_client=connection, decode=False)
+        weakref.finalize(connection, client.close)  # closed with the connection it goes with
     return client
 
 
