@@ -150,10 +150,21 @@ class _Hub:
 
     def __init__(self) -> None:
         self.active: dict[int, AttemptCapture] = {}
+        self.lock = threading.Lock()  # changes of ``active``
         self.handler = _Handler(self)
         self.cond = threading.Condition()
         self.due = False
         self.flusher: threading.Thread | None = None
+
+    def enter(self, cap: AttemptCapture) -> None:
+        """``cap`` runs on this thread. ``active`` is replaced, never changed in place: a
+        write on another thread reads one dict or the other, without a lock."""
+        with self.lock:
+            self.active = {**self.active, threading.get_ident(): cap}
+
+    def leave(self, cap: AttemptCapture) -> None:
+        with self.lock:
+            self.active = {t: c for t, c in self.active.items() if c is not cap}
 
     def capture(self, stream: str, text: str) -> None:
         """Add a write to its attempt's buffer; never raises."""
@@ -208,6 +219,7 @@ class _Hub:
     def after_fork(self) -> None:
         """A forked child: no flusher thread, no attempts of the parent."""
         self.active = {}
+        self.lock = threading.Lock()
         self.cond = threading.Condition()
         self.due = False
         self.flusher = None
@@ -269,7 +281,7 @@ class OutputCapture:
         cap = AttemptCapture(info, self.budget, _client_for(job.connection))
         _hub.ensure_streams()
         self._running[id(info)] = cap
-        _hub.active = {**_hub.active, threading.get_ident(): cap}  # readers see one dict or the other
+        _hub.enter(cap)
 
     def started(self, info: AttemptInfo) -> None:
         return None
@@ -278,7 +290,7 @@ class OutputCapture:
         cap = self._running.pop(id(info), None)
         if cap is None:
             return
-        _hub.active = {t: c for t, c in _hub.active.items() if c is not cap}
+        _hub.leave(cap)
         cap.flush(final=info)
 
 

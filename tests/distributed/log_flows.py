@@ -99,3 +99,20 @@ def final_printer() -> WorkflowContext:
 
         first >> closing
     return wf
+
+
+def silent() -> WorkflowContext:
+    """Two tasks that write nothing (logging below WARNING is not emitted at all)."""
+    with workflow("silent") as wf:
+
+        @task
+        def one() -> int:
+            logging.getLogger("myapp").info("below the root's level")
+            return 1
+
+        @task
+        def two(one: int) -> int:
+            return one + 1
+
+        one >> two
+    return wf

@@ -171,9 +171,13 @@ def test_ttl_when_only_the_final_task_printed(pool: DistPool, client: Any) -> No
         assert 0 < client.pttl(name) <= SESSION_TTL * 1000, name
 
 
-def test_capture_off_writes_nothing(make_pool: Any, client: Any) -> None:
-    pool = make_pool(1, GRAFLOW_LOG_CAPTURE_BYTES="0")
-    first = _submit(pool, log_flows.final_printer())
+@pytest.mark.parametrize(("capture", "flow"), [("0", log_flows.final_printer), ("65536", log_flows.silent)],
+                         ids=["capture-off", "attempts-that-write-nothing"])  # fmt: skip
+def test_nothing_is_written_when_capture_is_off_or_a_run_is_silent(
+    make_pool: Any, client: Any, capture: str, flow: Any
+) -> None:
+    pool = make_pool(1, GRAFLOW_LOG_CAPTURE_BYTES=capture)
+    first = _submit(pool, flow())
     first.wait(timeout=30)
     # One worker runs jobs one after another: once a second run is over, the first run's
     # last attempt has long returned (a flush would have come before it did).
@@ -181,7 +185,8 @@ def test_capture_off_writes_nothing(make_pool: Any, client: Any) -> None:
     second.wait(timeout=30)
     assert not client.exists(keys.SessionKeys(pool.prefix, first.session_id).output)
     assert first.logs() == []
-    assert "closing words" in pool.log_text(0)
+    if capture == "0":
+        assert "closing words" in pool.log_text(0)  # printed all the same
 
 
 def test_follow_of_a_finished_run_prints_it_and_exits_with_its_code(pool: DistPool, talked: WorkflowRun) -> None:
