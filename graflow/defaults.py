@@ -42,6 +42,15 @@ DEFAULT_CRASH_LOOP_WINDOW = 60.0
 #: ``GRAFLOW_MAX_VALUE_BYTES``: the largest value sent to Redis in one piece.
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 
+# -- task output ------------------------------------------------------------------------
+#: ``GRAFLOW_LOG_CAPTURE_BYTES``: bytes of stdout/stderr/logging kept per attempt (0: off):
+#: the first half live, the last half as a rolling tail (graflow.worker.capture).
+DEFAULT_LOG_CAPTURE_BYTES = 64 * 1024
+#: Entries a run's output stream keeps at most (``XADD MAXLEN ~``), whatever the budget.
+LOG_STREAM_MAXLEN = 10000
+#: Seconds between the live flushes of a running attempt's output.
+LOG_FLUSH_INTERVAL = 0.5
+
 # -- checkpoints ------------------------------------------------------------------------
 #: ``GRAFLOW_CHECKPOINT_DIR``: where relative checkpoint paths go.
 DEFAULT_CHECKPOINT_DIRECTORY = "checkpoints"

@@ -131,12 +131,18 @@ class SessionKeys:
         """Hash: worker name -> attempts it started in this run (``graflow runs`` shows them)."""
         return self.part("workers")
 
+    @property
+    def output(self) -> str:
+        """Stream: what the run's task attempts wrote (stdout, stderr, logging), per attempt
+        (graflow.worker.capture writes it, graflow.distributed.run_logs reads it)."""
+        return self.part("output")
+
     def fixed(self) -> list[str]:
         """Every fixed-name key of the session (dynamic-task and group keys come from sets)."""
         return [
             self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
             self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
-            self.dynkeys, self.workers,
+            self.dynkeys, self.workers, self.output,
         ]  # fmt: skip
 
     def pattern(self) -> str:

@@ -96,6 +96,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Address `/metrics` listens on; `0.0.0.0` in a container."),
     Variable("GRAFLOW_METRICS_TASK_LABEL", "", "1",
              "`0` drops the `task` label of the task metrics (huge dynamic fan-outs)."),
+    Variable("GRAFLOW_LOG_CAPTURE_BYTES", "--log-capture-bytes", str(d.DEFAULT_LOG_CAPTURE_BYTES),
+             "Bytes of stdout, stderr and `logging` output kept per task attempt for `graflow logs` "
+             "(first half and last half); 0 captures nothing."),
     Variable("GRAFLOW_WORKER_REDIS_WAIT", "", f"{d.DEFAULT_WORKER_REDIS_WAIT:g}",
              "Seconds a starting worker retries Redis before it exits 3."),
     Variable("GRAFLOW_REDIS_RETRY_FOR", "", f"{d.DEFAULT_REDIS_RETRY_FOR:g}",
@@ -146,6 +149,8 @@ class Settings:
     metrics_host: str = d.DEFAULT_METRICS_HOST
     #: ``GRAFLOW_METRICS_TASK_LABEL``: task metrics carry a ``task`` label (its base id).
     metrics_task_label: bool = True
+    #: Bytes of output kept per attempt on a worker (0: no capture; graflow.worker.capture).
+    log_capture_bytes: int = d.DEFAULT_LOG_CAPTURE_BYTES
     worker_redis_wait: float = d.DEFAULT_WORKER_REDIS_WAIT
     redis_retry_for: float = d.DEFAULT_REDIS_RETRY_FOR
     max_value_bytes: int = d.DEFAULT_MAX_VALUE_BYTES
@@ -184,6 +189,7 @@ class Settings:
         crash_loop_window: float | None = None,
         metrics_port: float | None = None,
         metrics_host: str | None = None,
+        log_capture_bytes: float | None = None,
     ) -> Settings:
         """Read ``env`` (default ``os.environ``) once; a flag (not None) beats its variable.
 
@@ -240,6 +246,9 @@ class Settings:
                           or d.DEFAULT_METRICS_HOST).strip(),
             metrics_task_label=parse.flag(env.get("GRAFLOW_METRICS_TASK_LABEL"), True,
                                           "GRAFLOW_METRICS_TASK_LABEL"),
+            log_capture_bytes=parse.capture_bytes(parse.number(
+                log_capture_bytes, env.get("GRAFLOW_LOG_CAPTURE_BYTES"), d.DEFAULT_LOG_CAPTURE_BYTES,
+                "--log-capture-bytes/GRAFLOW_LOG_CAPTURE_BYTES")),
             worker_redis_wait=parse.seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
                                        "GRAFLOW_WORKER_REDIS_WAIT"),
             redis_retry_for=parse.seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,

@@ -143,6 +143,16 @@ def checkpoint_ttl(raw: str | None) -> int | None:
     return ttl
 
 
+def capture_bytes(value: float) -> int:
+    """A whole number of bytes, 0 or more (0: capture off)."""
+    if not (value >= 0 and value == int(value)) or value == float("inf"):
+        raise ConfigError(
+            f"--log-capture-bytes/GRAFLOW_LOG_CAPTURE_BYTES {value:g} is invalid; use a whole number "
+            f"of bytes, e.g. {d.DEFAULT_LOG_CAPTURE_BYTES}, or 0 to capture nothing"
+        )
+    return int(value)
+
+
 def max_value_bytes(raw: str | None) -> int:
     """Unset, empty or 0: the default (64 MiB)."""
     text = (raw or "").strip()
@@ -162,6 +172,7 @@ def max_value_bytes(raw: str | None) -> int:
 __all__ = [
     "MIN_HEARTBEAT",
     "MIN_KEY_BYTES",
+    "capture_bytes",
     "check_key",
     "checkpoint_ttl",
     "concurrency",

@@ -24,9 +24,9 @@ from graflow.exit_codes import EXIT_USAGE, fail, reported
 __all__ = ["COMMANDS", "cli", "handler", "main"]
 
 #: The subcommand modules, in the order of ``graflow --help``.
-COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "status", "result", "cancel")
+COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "status", "logs", "result", "cancel")
 #: Modules a build may leave out (the pool); the others must be there.
-_OPTIONAL = frozenset({"worker", "submit", "runs", "status", "result", "cancel"})
+_OPTIONAL = frozenset({"worker", "submit", "runs", "status", "logs", "result", "cancel"})
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -58,7 +58,7 @@ class _Commands(click.Group):
     invoke_without_command=True,
     no_args_is_help=False,
     context_settings=_CONTEXT,
-    help="Run graflow workflows: workers, submission, status, checkpoints and resume.",
+    help="Run graflow workflows: workers, submission, status, task output, checkpoints and resume.",
 )
 @click.option("--version", is_flag=True, help="print the graflow version and exit")
 @click.option(

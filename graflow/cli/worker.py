@@ -122,6 +122,14 @@ from graflow.exit_codes import EXIT_OK
     help="address the metrics port listens on (default: $GRAFLOW_METRICS_HOST or 127.0.0.1)",
 )
 @click.option(
+    "--log-capture-bytes",
+    type=int,
+    default=None,
+    metavar="N",
+    help="bytes of each task attempt's stdout, stderr and logging kept for `graflow logs` "
+    "(default: $GRAFLOW_LOG_CAPTURE_BYTES or 65536; 0 = no capture)",
+)
+@click.option(
     "--import",
     "imports",
     multiple=True,
@@ -182,6 +190,7 @@ def run(args: Any) -> int:
         crash_loop_window=args.crash_loop_window,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        log_capture_bytes=args.log_capture_bytes,
     )
     if args.check:
         ping(settings)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graflow import keys
 from graflow.codec import Purpose, SecretKey, loads
 from graflow.distributed.outage import RedisOutage
+from graflow.distributed.run_logs import LogEntry, follow_logs, read_logs
 from graflow.distributed.session import FINAL_STATES, SessionStore
 from graflow.exceptions import (
     GraflowRuntimeError,
@@ -320,6 +322,18 @@ class WorkflowRun:
         finally:
             with contextlib.suppress(Exception):  # its connection may be gone with Redis
                 pubsub.close()
+
+    def logs(self, task_id: str | None = None) -> list[LogEntry]:
+        """What the run's task attempts wrote so far (stdout, stderr, logging), oldest first,
+        of one task when ``task_id`` is given (see ``graflow.distributed.run_logs``)."""
+        return list(self._guard(read_logs, self.client, self.key_prefix, self.session_id, task_id))
+
+    def follow_logs(self, task_id: str | None = None) -> Iterator[LogEntry]:
+        """``logs`` as it is written, until the run has ended and its output with it."""
+        from graflow.redisconn import wrap_connection_errors
+
+        with wrap_connection_errors(self.redis_url):
+            yield from follow_logs(self.client, self.key_prefix, self.session_id, task_id)
 
     def result(self) -> Any:
         return self.wait(timeout=0)

@@ -145,6 +145,12 @@ class GraflowWorker(LifecycleWorker):
         self._reaper: Any = None
         # Every worker process builds one (TaskWorker: one per thread), after --import ran.
         tracing.install()
+        # Every worker process (and TaskWorker thread) comes through here: per-attempt
+        # output capture for `graflow logs`, off with GRAFLOW_LOG_CAPTURE_BYTES=0.
+        from graflow import settings
+        from graflow.worker import capture
+
+        capture.install(settings.current().log_capture_bytes)
 
     @property
     def hot_connection(self) -> Any:

@@ -78,6 +78,11 @@ class WorkerSettings:
         return self.settings.metrics_port
 
     @property
+    def log_capture_bytes(self) -> int:
+        """Bytes of task output kept per attempt for ``graflow logs`` (0: no capture)."""
+        return self.settings.log_capture_bytes
+
+    @property
     def restart(self) -> RestartPolicy:
         """When a dead worker process is restarted and when the supervisor gives up (``restarts``)."""
         s = self.settings
@@ -131,6 +136,7 @@ class WorkerSettings:
         crash_loop_window: float | None = None,
         metrics_port: int | None = None,
         metrics_host: str | None = None,
+        log_capture_bytes: int | None = None,
     ) -> WorkerSettings:
         """Resolve flags (``None`` = not given) against ``env`` (default ``os.environ``).
 
@@ -141,6 +147,7 @@ class WorkerSettings:
             max_redeliveries=max_redeliveries, task_timeout=task_timeout, restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max, crash_loop_deaths=crash_loop_deaths,
             crash_loop_window=crash_loop_window, metrics_port=metrics_port, metrics_host=metrics_host,
+            log_capture_bytes=log_capture_bytes,
         )  # fmt: skip
         final_url = _fill_password(resolved.url, resolved.redis_password)
         level = (log_level or "INFO").upper()
