@@ -15,7 +15,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution, ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import utcformat, utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
@@ -32,6 +32,8 @@ WORKER_PREFIX: str = Worker.redis_worker_namespace_prefix
 WORKERS_SET: str = REDIS_WORKER_KEYS
 #: ``rq:wip:`` - a queue's started registry (members ``job_id:execution_id``).
 STARTED_PREFIX: str = StartedJobRegistry.key_template.format("")
+#: ``rq:finished:`` - a queue's finished registry (members: job ids, scored by expiry).
+FINISHED_PREFIX: str = FinishedJobRegistry.key_template.format("")
 #: ``rq:executions:`` - a job's execution registry (members: execution ids).
 EXECUTIONS_PREFIX: str = ExecutionRegistry.key_template.format("")
 #: ``rq:execution:`` - an execution's hash is ``EXECUTION_PREFIX + job_id:execution_id``.
@@ -42,6 +44,10 @@ _WORKER_EXECUTIONS = getattr(_rq_executions, "WORKER_EXECUTIONS_KEY_TEMPLATE", N
 
 def started_key(queue_name: str) -> str:
     return STARTED_PREFIX + queue_name
+
+
+def finished_key(queue_name: str) -> str:
+    return FINISHED_PREFIX + queue_name
 
 
 def executions_key(job_id: str) -> str:
@@ -80,6 +86,7 @@ __all__ = [
     "DEFAULT_LOGGING_FORMAT",
     "EXECUTIONS_PREFIX",
     "EXECUTION_PREFIX",
+    "FINISHED_PREFIX",
     "JOB_PREFIX",
     "QUEUES_SET",
     "QUEUE_PREFIX",
@@ -91,6 +98,7 @@ __all__ = [
     "Execution",
     "ExecutionRegistry",
     "executions_key",
+    "finished_key",
     "intermediate_key",
     "now",
     "started_key",
