@@ -1,9 +1,10 @@
 """Hand activations to rq: one job per activation, batched in pipelines (``FLUSH_EVERY``).
 
 Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
-rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
-``rq worker`` can run it. Jobs keep no result in rq (graflow stores results in the
-channel) and failed jobs expire with the session (``GRAFLOW_SESSION_TTL``, like every
+rq's JSON serializer, so ``rq info`` and rq-dashboard list the tasks and a plain
+``rq worker`` can run them. Jobs keep no result in rq (graflow stores results in the
+channel; a graflow worker keeps a completed job ``GRAFLOW_FINISHED_JOB_TTL`` seconds,
+``graflow.worker.bookkeeping``) and failed jobs expire with the session (``GRAFLOW_SESSION_TTL``, like every
 other key of a finished run) instead of rq's one-year default.
 """
 

@@ -286,10 +286,9 @@ def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None)
     finished registry (0: deletes it), deletes its dependents/dependencies keys, its
     executions (hashes, started-registry entries, execution registry), clears the
     worker's current job, counts the success and the working time, and sets the worker
-    idle. Returns -1 when
-    nothing was done and rq's own path must run (the job has dependents to enqueue, or
-    is no longer "started", e.g. canceled or given up by the reaper meanwhile), else
-    whether ``rq suspend`` is in force (1) or not (0).
+    idle. Returns -1 when nothing was done and rq's own path must run (the job has
+    dependents to enqueue, or is no longer "started", e.g. canceled or given up by the
+    reaper meanwhile), else whether ``rq suspend`` is in force (1) or not (0).
     """
     assert job.started_at is not None and job.ended_at is not None
     worked = (job.ended_at - job.started_at).total_seconds()
@@ -307,8 +306,10 @@ def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None)
     ]
     index = layout.worker_executions_key(worker.name) or ""
     keep = worker.finished_job_ttl
-    args: list[str | int] = [job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index,
-            keep, JobStatus.FINISHED.value, utcformat(job.ended_at), int(time.time()) + keep]  # fmt: skip
+    args: list[str | int] = [
+        job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index,
+        keep, JobStatus.FINISHED.value, utcformat(job.ended_at), int(time.time()) + keep,
+    ]  # fmt: skip
     outcome = int(worker.success_script(keys=keys, args=args, client=worker.hot_connection))
     if outcome >= 0:
         compat.set_execution(worker, None)
