@@ -23,6 +23,10 @@ DEFAULT_SESSION_TTL = WEEK
 DEFAULT_GRAPH_TTL = WEEK
 #: How long rq keeps a failed or abandoned graflow job (its failed registry entry).
 DEFAULT_FAILURE_TTL = WEEK
+#: ``GRAFLOW_FINISHED_JOB_TTL``: seconds a graflow worker keeps a completed rq job (its
+#: hash and its entry in rq's finished registry) for ``rq info`` and rq-dashboard; rq's
+#: own default ``result_ttl``. About 1.7 KB of Redis memory per job kept (docs/rq.md).
+DEFAULT_FINISHED_JOB_TTL = 500
 
 # -- workers ----------------------------------------------------------------------------
 #: ``GRAFLOW_HEARTBEAT``: the lease in seconds, on the Redis server's clock, renewed every

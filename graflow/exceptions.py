@@ -383,12 +383,23 @@ class UnsignedPayloadWarning(GraflowWarning):
     """A pickle was loaded from Redis without a signing key."""
 
 
+# One warning, one line. ``warn`` both logs (the record operators see, in the log format
+# of the CLI, the worker or the application, or on stderr when logging is not configured)
+# and issues the warning (for programs that catch or filter it). Both used to reach stderr,
+# so every warning printed twice. The log line is the display: graflow's warnings are not
+# *shown* by default, as DeprecationWarning is not (the filter is appended, so every filter
+# a user sets wins: ``-W error::graflow.exceptions.UnsignedPayloadWarning``, PYTHONWARNINGS,
+# ``warnings.simplefilter``, ``pytest.warns`` and ``filterwarnings`` marks still see it).
+warnings.filterwarnings("ignore", category=GraflowWarning, append=True)
+
+
 def warn(
     category: type[GraflowWarning], message: str, logger: logging.Logger, stacklevel: int = 3
 ) -> None:
-    """Issue a graflow warning and log it: warnings alone are easy to filter away."""
-    logger.warning(message)
+    """Log a graflow warning and issue it: the log line is what is shown (see above); the
+    warning is there to be caught or turned into an error (then it raises, unlogged)."""
     warnings.warn(category(message), stacklevel=stacklevel)
+    logger.warning(message)
 
 
 def as_runtime_error(ex: BaseException) -> GraflowRuntimeError:

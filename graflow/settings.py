@@ -114,6 +114,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Seconds a finished run's keys (and failed rq jobs) are kept."),
     Variable("GRAFLOW_GRAPH_TTL", "", str(d.DEFAULT_GRAPH_TTL),
              "Seconds an uploaded graph is kept once no live run uses it."),
+    Variable("GRAFLOW_FINISHED_JOB_TTL", "", str(d.DEFAULT_FINISHED_JOB_TTL),
+             "Seconds a worker keeps a completed task's rq job, for `rq info` and rq-dashboard; 0 deletes it at once."),
 )  # fmt: skip
 
 _NAMES = tuple(v.name for v in VARIABLES)
@@ -159,6 +161,7 @@ class Settings:
     checkpoint_ttl: int | None = None
     session_ttl: int = d.DEFAULT_SESSION_TTL
     graph_ttl: int = d.DEFAULT_GRAPH_TTL
+    finished_job_ttl: int = d.DEFAULT_FINISHED_JOB_TTL
 
     @property
     def url(self) -> str:
@@ -260,6 +263,8 @@ class Settings:
             checkpoint_ttl=parse.checkpoint_ttl(env.get("GRAFLOW_CHECKPOINT_TTL")),
             session_ttl=parse.ttl(env.get("GRAFLOW_SESSION_TTL"), d.DEFAULT_SESSION_TTL, "GRAFLOW_SESSION_TTL"),
             graph_ttl=parse.ttl(env.get("GRAFLOW_GRAPH_TTL"), d.DEFAULT_GRAPH_TTL, "GRAFLOW_GRAPH_TTL"),
+            finished_job_ttl=parse.keep_seconds(env.get("GRAFLOW_FINISHED_JOB_TTL"), d.DEFAULT_FINISHED_JOB_TTL,
+                                                "GRAFLOW_FINISHED_JOB_TTL"),
         )  # fmt: skip
 
 

@@ -126,6 +126,23 @@ def ttl(raw: str | None, default: int, name: str) -> int:
     return value
 
 
+def keep_seconds(raw: str | None, default: int, name: str) -> int:
+    """Whole seconds to keep something; 0 means not at all."""
+    text = (raw or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number of seconds (0 or more); set it to e.g. {default}, "
+            "0 to keep nothing, or unset it for the default"
+        )
+    return value
+
+
 def checkpoint_ttl(raw: str | None) -> int | None:
     """Seconds, or None (checkpoint keys never expire)."""
     text = (raw or "").strip()
@@ -178,6 +195,7 @@ __all__ = [
     "concurrency",
     "dedupe",
     "heartbeat",
+    "keep_seconds",
     "max_value_bytes",
     "non_empty",
     "number",

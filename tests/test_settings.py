@@ -119,12 +119,19 @@ def test_values_flags_and_blanks() -> None:
         ("GRAFLOW_SECRET_KEY", "short", "the secret key from GRAFLOW_SECRET_KEY is too short"),
         ("GRAFLOW_KEY_PREFIX", "a b", "--prefix/GRAFLOW_KEY_PREFIX"),
         ("GRAFLOW_CRASH_LOOP_DEATHS", "0", "--crash-loop-deaths 0 is invalid"),
+        ("GRAFLOW_FINISHED_JOB_TTL", "-1", "GRAFLOW_FINISHED_JOB_TTL='-1' is not a whole number of seconds (0 or more)"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({name: value})
     assert message in str(caught.value)
+
+
+def test_finished_job_ttl_zero_keeps_nothing() -> None:
+    assert Settings.from_env({}).finished_job_ttl == defaults.DEFAULT_FINISHED_JOB_TTL == 500
+    assert Settings.from_env({"GRAFLOW_FINISHED_JOB_TTL": "0"}).finished_job_ttl == 0
+    assert Settings.from_env({"GRAFLOW_FINISHED_JOB_TTL": " 60 "}).finished_job_ttl == 60
 
 
 def test_current_reads_once_and_reload_reads_again(monkeypatch: pytest.MonkeyPatch) -> None:

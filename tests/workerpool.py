@@ -29,8 +29,10 @@ class Pool:
     """``size`` ``graflow worker`` processes on queue == prefix == a fresh name."""
 
     def __init__(self, redis_url: str, size: int = 2, *, extra_paths: list[str] | None = None,
-                 prefix: str | None = None, args: list[str] | None = None, **env: str) -> None:  # fmt: skip
+                 prefix: str | None = None, args: list[str] | None = None, cwd: str | None = None,
+                 **env: str) -> None:  # fmt: skip
         self.redis_url = redis_url
+        self.cwd = cwd  # the workers' working directory (None: this process's)
         self.prefix = prefix or f"gfpool{uuid.uuid4().hex[:10]}"
         self.queue = self.prefix
         self.size = size
@@ -50,7 +52,7 @@ class Pool:
         self.logs.append(log.name)
         proc = subprocess.Popen(
             cmd, env=worker_env(self.extra_paths, **{**self.env, **env}), start_new_session=True,
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
         )  # fmt: skip
         log.close()
         self.procs.append(proc)

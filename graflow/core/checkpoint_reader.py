@@ -22,6 +22,7 @@ from graflow.exceptions import (
     CheckpointError,
     CheckpointNotFoundError,
     CheckpointVersionError,
+    GraflowWarning,
     GraphChangedError,
     GraphChangedWarning,
     warn,
@@ -297,13 +298,7 @@ def list_checkpoints(location: str | None) -> list[tuple[str, CheckpointMetadata
 
 
 def warn_skip(source: str, exc: Exception) -> None:
-    import warnings
-
-    from graflow.exceptions import GraflowWarning
-
-    message = f"skipping incomplete or unreadable checkpoint {source}: {exc}"
-    logger.warning(message)
-    warnings.warn(GraflowWarning(message), stacklevel=4)
+    warn(GraflowWarning, f"skipping incomplete or unreadable checkpoint {source}: {exc}", logger, stacklevel=5)
 
 
 __all__ = [

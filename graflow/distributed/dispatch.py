@@ -1,9 +1,10 @@
 """Hand activations to rq: one job per activation, batched in pipelines (``FLUSH_EVERY``).
 
 Each job calls ``graflow.worker.jobs.execute_task_spec(spec_json, hmac_hex)`` with
-rq's JSON serializer, so ``rq info`` and rq-dashboard list every task and a plain
-``rq worker`` can run it. Jobs keep no result in rq (graflow stores results in the
-channel) and failed jobs expire with the session (``GRAFLOW_SESSION_TTL``, like every
+rq's JSON serializer, so ``rq info`` and rq-dashboard list the tasks and a plain
+``rq worker`` can run them. Jobs keep no result in rq (graflow stores results in the
+channel; a graflow worker keeps a completed job ``GRAFLOW_FINISHED_JOB_TTL`` seconds,
+``graflow.worker.bookkeeping``) and failed jobs expire with the session (``GRAFLOW_SESSION_TTL``, like every
 other key of a finished run) instead of rq's one-year default.
 """
 
@@ -67,9 +68,17 @@ def enqueue(
     secret_key: SecretKey = None,
     pipeline: Any = None,
     skip_existing: bool = False,
+    replace: Iterable[str] = (),
 ) -> list[str]:
-    """Create one rq job per spec (delayed ones via rq's scheduler); returns the job ids."""
+    """Create one rq job per spec (delayed ones via rq's scheduler); returns the job ids.
+
+    ``replace``: the queues a job of the same id may have run on and be kept by as
+    finished (a resume re-enqueues its checkpoint's pending activations under their own
+    ids). The id leaves those queues' finished registries, and the hash loses the TTL it
+    was kept with, or the queued job would expire.
+    """
     from graflow.distributed.rqapi import Job
+    from graflow.distributed.rqapi.layout import finished_key
     from graflow.distributed.session import session_ttl
 
     items = [s if isinstance(s, TaskSpec) else decode(s) for s in specs]
@@ -80,6 +89,7 @@ def enqueue(
     pipe = pipeline if pipeline is not None else connection.pipeline(transaction=False)
     now = time.time()
     failure_ttl = session_ttl()
+    finished = [finished_key(name) for name in dict.fromkeys(replace)]
     ids = []
     for spec in items:
         payload = encode(spec).decode()
@@ -94,6 +104,8 @@ def enqueue(
             job_id=job_id(spec),
             on_failure=_callback(),
         )
+        for registry in finished:
+            pipe.zrem(registry, job.id)
         if spec.not_before > now:
             when = _dt.datetime.fromtimestamp(spec.not_before, tz=_dt.timezone.utc)
             queue.schedule_job(job, when, pipeline=pipe)
@@ -101,6 +113,8 @@ def enqueue(
             # rq's public enqueue_job costs one more round trip per job (it runs its own
             # transaction even with no dependencies); a private use (rqapi/private.py).
             queue._enqueue_job(job, pipeline=pipe)
+        if finished:
+            pipe.persist(job.key)
         ids.append(job.id)
         if pipeline is None and len(ids) % FLUSH_EVERY == 0:
             pipe.execute()  # workers start on the first jobs while the rest are built

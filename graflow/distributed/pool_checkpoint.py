@@ -155,8 +155,9 @@ def write_snapshot_checkpoint(
     location, meta = store_artefacts(
         store, base, stub, state, metadata, pctx.graph_hash, fingerprint or None, pctx.secret_key, written
     )
-    # deferred: the commit that took the snapshot set DEFERRED_FIELDS
-    pctx.store.note_checkpoint(location, DEFERRED_FIELDS if resuming_task_id is None else ())
+    # deferred: the commit that took the snapshot set DEFERRED_FIELDS. The session records
+    # where *another* process finds it (`graflow status` runs elsewhere): absolute for files.
+    pctx.store.note_checkpoint(store.absolute(location), DEFERRED_FIELDS if resuming_task_id is None else ())
     if _written_hooks:
         _tell_written(pctx.workflow_name or "", sum(written))
     return location, meta

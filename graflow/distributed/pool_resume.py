@@ -90,7 +90,10 @@ def resume_on_pool(
             meta_fields["traceparent"] = traced.traceparent
         _rewrite(store, state, meta, meta_fields, specs, stub, loaded.source)
         if specs:
-            dispatch.enqueue(client, specs, secret_key=secret_key)
+            # The same job ids as before the checkpoint's pending activations ran, maybe on
+            # the session's earlier queue: jobs of theirs kept as finished are replaced.
+            earlier = [meta["queue"]] if meta.get("queue") else []
+            dispatch.enqueue(client, specs, secret_key=secret_key, replace=[*earlier, *(s.queue for s in specs)])
         else:
             # Nothing was pending (e.g. the last task checkpointed): the run is over, as
             # an in-process resume of the same checkpoint returns at once.

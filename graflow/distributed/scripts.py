@@ -402,6 +402,7 @@ return enc({status = 'finished', state = ARGV[1], pending = pending})
 NOTE_CHECKPOINT = PRELUDE + r"""
 if redis.call('EXISTS', root) == 0 then return enc({status = 'missing'}) end
 redis.call('HSET', root, 'last_checkpoint', ARGV[1])
+event('checkpoint', {location = ARGV[1]})
 if #ARGV > 1 then redis.call('HDEL', root, unpack(ARGV, 2)) end
 return enc({status = 'ok'})
 """

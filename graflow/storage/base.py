@@ -132,6 +132,11 @@ class CheckpointStore(ABC):
     def display(self, base: str, part: str = "pkl") -> str:
         """Human location of an artefact (password masked)."""
 
+    def absolute(self, location: str) -> str:
+        """``location`` (as ``write`` returned it) as a process in another working
+        directory must name it: what a pooled run records. URLs are already absolute."""
+        return location
+
     @abstractmethod
     def _get(self, base: str, part: str) -> bytes | None:
         """The artefact's bytes, or ``None`` when it does not exist."""

@@ -62,6 +62,9 @@ class LocalStore(CheckpointStore):
     def display(self, base: str, part: str = "pkl") -> str:
         return self.path(base, part)
 
+    def absolute(self, location: str) -> str:
+        return os.path.abspath(location)
+
     def _join(self, name: str) -> str:
         return os.path.join(self.root, name)
 

@@ -3,7 +3,8 @@
 rq 2.12 spends most of a no-op job in Redis: reads before deleting (``job.delete``
 fetches every execution, the job's status three times), and one round trip per small
 write (worker state, heartbeats, ``PERSIST``). graflow jobs keep no result in rq
-(``result_ttl=0``), so for them the whole life of a job is:
+(``result_ttl=0``: results live in the run's channel), so for them the whole life of a
+job is:
 
 1. **take** (``take``, in-process workers, when a job is waiting): one script pops the
    next job id and starts the job, writing what ``prepare_execution`` and
@@ -14,7 +15,13 @@ write (worker state, heartbeats, ``PERSIST``). graflow jobs keep no result in rq
 2. Otherwise rq's own (blocking) dequeue, then **start** (``prepare``): the same
    writes, made by rq's own methods on a pipeline, run as one script (``BATCH_SCRIPT``).
 3. **success** (``finish_success``): one script does what ``handle_job_success`` does
-   for a ``result_ttl=0`` job in about thirteen, with no reads from Python.
+   for a ``result_ttl=0`` job in about thirteen, with no reads from Python. The job is
+   not deleted but kept as rq keeps a finished job, for the worker's
+   ``GRAFLOW_FINISHED_JOB_TTL`` seconds (0: deleted, as rq does with ``result_ttl=0``),
+   so ``rq info`` and rq-dashboard list completed tasks too: its hash says
+   ``finished`` and ``ended_at`` and expires then, and it sits in rq's finished registry
+   scored ``now + ttl``, exactly as ``FinishedJobRegistry.add`` scores it (rq 2.12 and
+   3). No ``rq:results:`` entry: a graflow job's return value is not its task's result.
 
 The keys, values and registry entries written are rq's own, so ``rq info``,
 rq-dashboard and ``rq``'s registry clean-ups see exactly what rq would leave. Failures,
@@ -130,9 +137,11 @@ return 1
 """
 
 # KEYS: 1 job, 2 dependents, 3 dependencies, 4 started registry, 5 execution registry,
-# 6 worker, 7 rq:suspended, 8 the leases. ARGV: 1 job id, 2 this execution's id ("" if none),
-# 3 seconds worked, 4 execution key prefix, 5 worker state to set ("" for none), 6 rq 3's
-# executions index of the worker ("" on rq 2).
+# 6 worker, 7 rq:suspended, 8 the leases, 9 the finished registry. ARGV: 1 job id, 2 this
+# execution's id ("" if none), 3 seconds worked, 4 execution key prefix, 5 worker state to
+# set ("" for none), 6 rq 3's executions index of the worker ("" on rq 2), 7 seconds to
+# keep the finished job (0: delete it), 8 the finished status, 9 ended_at (rq's text
+# timestamp), 10 its finished-registry score (rq's: now + ttl, whole seconds).
 # Returns -1 when rq's own path must run instead (nothing done: the job has dependents
 # to enqueue, or was moved out of "started", e.g. canceled, and sits in another
 # registry), else 0/1 for "workers are suspended" (``rq suspend``), read in the same step.
@@ -157,7 +166,15 @@ for _, id in ipairs(ids) do
     redis.call('SREM', ARGV[6], composite)
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
+local keep = tonumber(ARGV[7])
+if keep > 0 then
+  redis.call('HSET', KEYS[1], 'status', ARGV[8], 'ended_at', ARGV[9], 'last_heartbeat', ARGV[9])
+  redis.call('EXPIRE', KEYS[1], keep)
+  redis.call('ZADD', KEYS[9], ARGV[10], ARGV[1])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
+else
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
+end
 redis.call('HINCRBY', KEYS[6], 'successful_job_count', 1)
 redis.call('HINCRBYFLOAT', KEYS[6], 'total_working_time', ARGV[3])
 redis.call('HDEL', KEYS[6], 'current_job')
@@ -265,12 +282,13 @@ def run_atomically(script: Any, pipe: Any, unless_started: str | None = None) ->
 def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None) -> int:
     """rq's ``handle_job_success`` for a ``result_ttl=0`` job, in one script.
 
-    Deletes the job hash, its dependents/dependencies keys, its executions (hashes,
-    started-registry entries, execution registry), clears the worker's current job,
-    counts the success and the working time, and sets the worker idle. Returns -1 when
-    nothing was done and rq's own path must run (the job has dependents to enqueue, or
-    is no longer "started", e.g. canceled or given up by the reaper meanwhile), else
-    whether ``rq suspend`` is in force (1) or not (0).
+    Keeps the job hash as finished for ``worker.finished_job_ttl`` seconds, in rq's
+    finished registry (0: deletes it), deletes its dependents/dependencies keys, its
+    executions (hashes, started-registry entries, execution registry), clears the
+    worker's current job, counts the success and the working time, and sets the worker
+    idle. Returns -1 when nothing was done and rq's own path must run (the job has
+    dependents to enqueue, or is no longer "started", e.g. canceled or given up by the
+    reaper meanwhile), else whether ``rq suspend`` is in force (1) or not (0).
     """
     assert job.started_at is not None and job.ended_at is not None
     worked = (job.ended_at - job.started_at).total_seconds()
@@ -284,9 +302,14 @@ def finish_success(worker: GraflowWorker, job: Job, execution: Execution | None)
         worker.key,
         WORKERS_SUSPENDED,
         worker.leases_key,
+        layout.finished_key(job.origin),
     ]
     index = layout.worker_executions_key(worker.name) or ""
-    args = [job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index]
+    keep = worker.finished_job_ttl
+    args: list[str | int] = [
+        job.id, execution.id if execution else "", repr(worked), layout.EXECUTION_PREFIX, state, index,
+        keep, JobStatus.FINISHED.value, utcformat(job.ended_at), int(time.time()) + keep,
+    ]  # fmt: skip
     outcome = int(worker.success_script(keys=keys, args=args, client=worker.hot_connection))
     if outcome >= 0:
         compat.set_execution(worker, None)

@@ -98,13 +98,21 @@ class GraflowWorker(LifecycleWorker):
         key_prefix: str = "graflow",
         serializer: Any = JSONSerializer,
         death_penalty_class: type[BaseDeathPenalty] | None = None,
+        finished_job_ttl: int | None = None,
         **kwargs: Any,
     ) -> None:
+        from graflow import settings
+
         if death_penalty_class is not None:
             self.death_penalty_class = death_penalty_class
         self.lease_seconds = float(heartbeat)
         self.fork = bool(fork)
         self.max_redeliveries = int(max_redeliveries)
+        #: Seconds a completed graflow job stays in rq's finished registry (``bookkeeping``);
+        #: default: the process's ``GRAFLOW_FINISHED_JOB_TTL``.
+        self.finished_job_ttl = int(
+            settings.current().finished_job_ttl if finished_job_ttl is None else finished_job_ttl
+        )
         #: The key prefix of the reaper's own keys (its lock), like every other graflow key.
         self.key_prefix = key_prefix
         self.current_job: Job | None = None

@@ -131,3 +131,69 @@ def test_cli_error_lines_read_what_dash_fix(message: str, hint: bool, line: str)
     from graflow.cli.common import error_line
 
     assert error_line(message, hint) == line
+
+
+# -------------------------------------------- a warning is printed once, not twice
+
+SKIPPING = "skipping incomplete or unreadable checkpoint"
+
+
+def torn_directory() -> None:
+    """``ck/`` with one good checkpoint and one base whose meta.json is missing."""
+    run_pipeline()
+    os.remove("ck/after_report.meta.json")
+
+
+def test_cli_prints_a_skipped_checkpoint_warning_once() -> None:
+    torn_directory()
+    done = graflow("checkpoints", "list", "ck")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(SKIPPING) == 1, done.stderr
+    assert "GraflowWarning:" not in done.stderr  # the log line, not a second warnings display
+    assert [line.split("  ")[0] for line in done.stdout.splitlines()] == ["ck/after_load.pkl"]
+
+
+def test_cli_warning_can_still_be_made_an_error() -> None:
+    torn_directory()
+    done = subprocess.run(
+        [sys.executable, "-W", "error::graflow.exceptions.GraflowWarning", "-m", "graflow", "checkpoints",
+         "list", "ck"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == ""
+    one_error_line(done, SKIPPING)
+
+
+LIBRARY = """
+import logging, sys, warnings
+from graflow.core.checkpoint import CheckpointManager
+if sys.argv[1] == "logging":
+    logging.basicConfig()
+elif sys.argv[1] == "capture":
+    logging.basicConfig()
+    logging.captureWarnings(True)
+elif sys.argv[1] == "catch":
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CheckpointManager.list_checkpoints("ck")
+    print(len(caught), caught[0].category.__name__, caught[0].filename == "<string>")
+    sys.exit(0)
+print(len(CheckpointManager.list_checkpoints("ck")))
+"""
+
+
+@pytest.mark.parametrize("setup", ["none", "logging", "capture"])
+def test_library_prints_a_warning_once(setup: str) -> None:
+    """Without logging configured (the log record goes to stderr through logging's last
+    resort), with it, and with warnings routed to logging: one line each time."""
+    torn_directory()
+    done = subprocess.run([sys.executable, "-c", LIBRARY, setup], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert done.stderr.count(SKIPPING) == 1, done.stderr
+
+
+def test_library_can_still_catch_the_warning() -> None:
+    torn_directory()
+    done = subprocess.run([sys.executable, "-c", LIBRARY, "catch"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "GraflowWarning", "True"]  # attributed to the caller's line

@@ -62,9 +62,9 @@ def graflow_popen(*args: str, **env: str) -> subprocess.Popen[str]:
 class DistPool(Pool):
     """A ``Pool`` that also removes the rq job keys of its sessions (failed jobs keep them)."""
 
-    def __init__(self, redis_url: str, size: int = 2, **env: str) -> None:
+    def __init__(self, redis_url: str, size: int = 2, cwd: str | None = None, **env: str) -> None:
         env.setdefault("GRAFLOW_SESSION_TTL", str(SESSION_TTL))
-        super().__init__(redis_url, size, extra_paths=[str(HERE)], **env)
+        super().__init__(redis_url, size, extra_paths=[str(HERE)], cwd=cwd, **env)
         self.started = False
 
     def start_worker(self, name: str | None = None, **env: str) -> subprocess.Popen[bytes]:
@@ -77,7 +77,7 @@ class DistPool(Pool):
         self.logs.append(log.name)
         proc = subprocess.Popen(
             cmd, env=child_env(**{**self.env, **env}), start_new_session=True, stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, cwd=self.cwd,
         )  # fmt: skip
         log.close()
         self.procs.append(proc)

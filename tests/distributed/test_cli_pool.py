@@ -11,6 +11,7 @@ from conftest import DistPool, graflow, graflow_popen, wait_until
 from graflow.distributed import WorkflowRun
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
+UNSIGNED = "loaded an unsigned pickle from Redis"
 
 
 def _where(pool: DistPool) -> list[str]:
@@ -64,6 +65,12 @@ def test_failing_workflow_exits_1(pool: DistPool) -> None:
     assert session_id in line and "explode" in line and "FlowError: ('boom', 42)" in line
     assert line.count("boom") == 2  # the run's error once, its cause once: no repetition
     assert _attach(pool, session_id).status().state == "failed"
+    # Loading the pickled cause warns (no GRAFLOW_SECRET_KEY): one log line, not also the
+    # warnings module's copy of it; the same in each worker's log.
+    assert out.stderr.count(UNSIGNED) == 1, out.stderr
+    for index in range(len(pool.logs)):
+        log = pool.log_text(index)
+        assert "UnsignedPayloadWarning:" not in log and log.count(UNSIGNED) <= 1, log
 
 
 def test_timeout_exits_124(pool: DistPool) -> None:

@@ -245,3 +245,23 @@ def test_a_checkpoint_noted_after_the_session_expired_leaves_no_key(client: Any)
         assert 0 < client.ttl(live.keys.root) <= 30
     finally:
         client.delete(live.keys.root)
+
+
+@pytest.mark.parametrize("ck", [None, "rel/ck"])
+def test_relative_checkpoint_location_is_recorded_absolute(make_pool: Any, tmp_path: Path, ck: str | None) -> None:
+    """A worker in its own directory writes to ./checkpoints (GRAFLOW_CHECKPOINT_DIR unset)
+    or a relative ``path=``; the session records (and ``graflow status``, run elsewhere,
+    shows) the absolute path, and a `checkpoint` event names it."""
+    workdir = tmp_path / "worker"
+    workdir.mkdir()
+    pool = make_pool(1, cwd=str(workdir))
+    run = submit(flows.checkpoint_at("first"), pool.redis_url, queue=pool.queue, key_prefix=pool.prefix,
+                 initial_channel={"ck": ck})  # fmt: skip
+    assert run.wait(timeout=20) == "last-done"
+    expected = str(workdir / (ck or f"checkpoints/session_{run.session_id}_step_1")) + ".pkl"
+    assert run.status().last_checkpoint == expected and Path(expected).exists()
+    [event] = [e for e in run.store.events(100) if e["event"] == "checkpoint"]
+    assert event["data"] == {"location": expected}
+    shown = graflow("status", run.session_id, "--url", pool.redis_url, "--prefix", pool.prefix)
+    assert shown.returncode == 0, shown.stderr
+    assert f"checkpoint  {expected}" in shown.stdout.splitlines()

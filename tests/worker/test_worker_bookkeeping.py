@@ -1,8 +1,9 @@
 """rq's bookkeeping of graflow jobs (``graflow.worker.bookkeeping``): lean, and what rq leaves.
 
-A graflow job keeps no result in rq (``result_ttl=0``). After it succeeds nothing of it
-may be left in Redis (job hash, leases, executions); a failed one must be in the
-FailedJobRegistry with its reason, as rq records it. Workers run in this process, in
+A graflow job keeps no result in rq (``result_ttl=0``). After it succeeds, only its hash
+(status finished) is left, in rq's FinishedJobRegistry, for ``GRAFLOW_FINISHED_JOB_TTL``
+seconds (0: nothing is left: no job hash, leases or executions); a failed one must be in
+the FailedJobRegistry with its reason, as rq records it. Workers run in this process, in
 burst mode, so the tests can count the Redis round trips of each job.
 """
 
@@ -75,10 +76,11 @@ def keep_signals() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
-def run_burst(client: Any, queue: str, *, fork: bool = False) -> Any:
+def run_burst(client: Any, queue: str, *, fork: bool = False, finished_job_ttl: int | None = None) -> Any:
     from graflow.worker.rq_worker import GraflowWorker
 
-    worker = GraflowWorker([queue], name=f"{queue}-w", connection=client, heartbeat=10.0, fork=fork)
+    worker = GraflowWorker([queue], name=f"{queue}-w", connection=client, heartbeat=10.0, fork=fork,
+                           finished_job_ttl=finished_job_ttl)  # fmt: skip
     worker.work(burst=True, logging_level="WARNING")
     return worker
 
@@ -104,11 +106,12 @@ def test_success_leaves_nothing_and_failure_is_in_the_failed_registry(
     ok_id, bad_id = f"{queue_name}-ok", f"{queue_name}-bad"
     enqueue(redis_client, queue_name, "record", out, "one", job_id=ok_id)
     enqueue(redis_client, queue_name, "boom", out, job_id=bad_id)
-    worker = run_burst(redis_client, queue_name, fork=fork)
+    worker = run_burst(redis_client, queue_name, fork=fork, finished_job_ttl=0)
 
     assert [e["value"] for e in entries(redis_client, out)] == ["one", "boom"]
-    # success (result_ttl=0): no job hash, no lease, no execution keys behind
+    # success (result_ttl=0, GRAFLOW_FINISHED_JOB_TTL=0): no job hash, no lease, no execution keys behind
     assert leftovers(redis_client, ok_id) == []
+    assert redis_client.zcard(f"rq:finished:{queue_name}") == 0
     assert not started_leases(redis_client, queue_name)
     assert redis_client.llen(f"rq:queue:{queue_name}:intermediate") == 0
     # failure: in the FailedJobRegistry with its reason, as rq records it
@@ -152,7 +155,7 @@ def test_a_job_with_dependents_takes_rqs_own_path(
         depends_on=parent,
         job_id=f"{queue_name}-c",
     )
-    run_burst(redis_client, queue_name)
+    run_burst(redis_client, queue_name, finished_job_ttl=0)  # the child's lean path keeps nothing either
     assert [e["value"] for e in entries(redis_client, out)] == ["parent", "child"]
     assert (
         leftovers(redis_client, parent.id) == []
@@ -284,3 +287,65 @@ def test_a_stalled_worker_does_not_run_a_job_put_back_and_started_elsewhere(
         from graflow import keys
 
         redis_client.delete(keys.intermediate_seen(queue_name), keys.lease_clock(queue_name), keys.leases(queue_name))
+
+
+def _finished_state(client: Any, queue: str, job_id: str) -> dict[str, Any]:
+    """What rq info and rq-dashboard read of a finished job, and what rq leaves of it."""
+    from graflow.distributed.rqapi import FinishedJobRegistry
+
+    registry = FinishedJobRegistry(queue, connection=client)
+    job = rq_queue(client, queue).fetch_job(job_id)  # the dashboard's read (needs the job's data)
+    return {
+        "listed": registry.get_job_ids(),
+        "count": registry.count,
+        "score": client.zscore(registry.key, job_id),
+        "status": job.get_status(),
+        "ended_at": job.ended_at is not None,
+        "description": job.description,
+        "fields": sorted(k.decode() for k in client.hkeys(f"rq:job:{job_id}")),
+        "ttl": client.ttl(f"rq:job:{job_id}"),
+        "executions": client.keys(f"rq:execution:{job_id}:*") + client.keys(f"rq:executions:{job_id}"),
+    }
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process", "fork"])
+def test_a_finished_job_is_kept_as_rq_keeps_one(
+    redis_client: Any, queue_name: str, keep_signals: None, fork: bool
+) -> None:
+    """GRAFLOW_FINISHED_JOB_TTL: the lean success step leaves what rq's own success path
+    leaves for a job with that result_ttl (minus the result, which graflow keeps itself)."""
+    import time
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    ttl = 120
+    seen = {}
+    for kind in ("rq", "graflow"):
+        queue = f"{queue_name}-{kind}"
+        out = f"{queue}:out"
+        job_id = f"{queue}-j"
+        rq_queue(redis_client, queue).enqueue_call(
+            "jobfuncs.record", args=[out, kind], result_ttl=ttl if kind == "rq" else 0, timeout=-1,
+            job_id=job_id, description="the job",
+        )  # fmt: skip
+        before = int(time.time())
+        if kind == "rq":
+            plain = SimpleWorker([queue], name=f"{queue}-w", connection=redis_client, serializer=JSONSerializer)
+            plain.work(burst=True, logging_level="WARNING")
+        else:
+            run_burst(redis_client, queue, fork=fork, finished_job_ttl=ttl)
+        after = int(time.time())
+        assert [e["value"] for e in entries(redis_client, out)] == [kind]
+        state = _finished_state(redis_client, queue, job_id)
+        assert before + ttl <= state.pop("score") <= after + ttl  # FinishedJobRegistry.add's score
+        assert 0 < state.pop("ttl") <= ttl
+        state["listed"] = [j.replace(kind, "<kind>") for j in state["listed"]]
+        seen[kind] = state
+    rq_fields, graflow_fields = set(seen["rq"].pop("fields")), set(seen["graflow"].pop("fields"))
+    assert rq_fields <= graflow_fields | {"result"}, rq_fields - graflow_fields  # rq 2 may keep a result field
+    assert seen["graflow"] == seen["rq"]
+    assert seen["rq"] == {"listed": [f"{queue_name}-<kind>-j"], "count": 1, "status": "finished",
+                          "ended_at": True, "description": "the job", "executions": []}  # fmt: skip
+    assert not started_leases(redis_client, f"{queue_name}-graflow")
+    assert redis_client.hget(f"rq:worker:{queue_name}-graflow-w", "successful_job_count") == b"1"

@@ -12,7 +12,12 @@ from __future__ import annotations
 from rq import Callback, Queue, SimpleWorker, Worker, get_current_job
 from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import (
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -29,6 +34,7 @@ __all__ = [
     "Callback",
     "DequeueStrategy",
     "FailedJobRegistry",
+    "FinishedJobRegistry",
     "JSONSerializer",
     "Job",
     "JobStatus",

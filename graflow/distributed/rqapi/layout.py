@@ -15,7 +15,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution, ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import utcformat, utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
@@ -34,6 +34,8 @@ WORKERS_SET: str = REDIS_WORKER_KEYS
 STARTED_PREFIX: str = StartedJobRegistry.key_template.format("")
 #: ``rq:scheduled:`` - a queue's delayed jobs (graflow's retries with a back-off), scored by when.
 SCHEDULED_PREFIX: str = ScheduledJobRegistry.key_template.format("")
+#: ``rq:finished:`` - a queue's finished registry (members: job ids, scored by expiry).
+FINISHED_PREFIX: str = FinishedJobRegistry.key_template.format("")
 #: ``rq:executions:`` - a job's execution registry (members: execution ids).
 EXECUTIONS_PREFIX: str = ExecutionRegistry.key_template.format("")
 #: ``rq:execution:`` - an execution's hash is ``EXECUTION_PREFIX + job_id:execution_id``.
@@ -52,6 +54,8 @@ def queue_key(queue_name: str) -> str:
 
 def scheduled_key(queue_name: str) -> str:
     return SCHEDULED_PREFIX + queue_name
+def finished_key(queue_name: str) -> str:
+    return FINISHED_PREFIX + queue_name
 
 
 def executions_key(job_id: str) -> str:
@@ -90,6 +94,7 @@ __all__ = [
     "DEFAULT_LOGGING_FORMAT",
     "EXECUTIONS_PREFIX",
     "EXECUTION_PREFIX",
+    "FINISHED_PREFIX",
     "JOB_PREFIX",
     "QUEUES_SET",
     "QUEUE_PREFIX",
@@ -102,6 +107,7 @@ __all__ = [
     "Execution",
     "ExecutionRegistry",
     "executions_key",
+    "finished_key",
     "intermediate_key",
     "now",
     "queue_key",

@@ -33,10 +33,13 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
         "path, about 5x the throughput (benchmarks/distributed.py, docs/rq.md). The scripts "
         "write rq's job hash fields, execution hash, executions registry, started registry, "
         "worker hash, rq 3's worker executions index, the intermediate list and PERSIST "
-        "exactly as rq would, so rq info, rq-dashboard and rq's clean-ups see rq's records.",
+        "exactly as rq would, so rq info, rq-dashboard and rq's clean-ups see rq's records; "
+        "a completed job is kept as rq keeps one with a result_ttl (status, ended_at, TTL, "
+        "the finished registry entry scored as FinishedJobRegistry.add scores it).",
         (
             _LEAN + "test_a_started_job_looks_as_rq_would_leave_it",
             _LEAN + "test_success_leaves_nothing_and_failure_is_in_the_failed_registry",
+            _LEAN + "test_a_finished_job_is_kept_as_rq_keeps_one",
             _LEAN + "test_round_trips_per_job",
             _BOUNDARY + "test_rq_info_sees_a_lean_job_as_rq_would",
         ),
