@@ -40,6 +40,7 @@ def count(ctx: TaskExecutionContext, split: list[str], shard: int, delay: float 
         partials[str(shard)] = dict(Counter(words))
         channel.set("partials", partials)
     channel.append("ran_on", f"{socket.gethostname()}-{os.getpid()}")
+    print(f"shard {shard}: {len(words)} words")  # kept per attempt: `graflow logs <session>`
     return len(words)
 
 

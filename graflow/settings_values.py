@@ -111,23 +111,16 @@ def seconds(raw: str | None, default: float, name: str) -> float:
 
 
 def ttl(raw: str | None, default: int, name: str) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(
-            f"{name}={raw!r} is not a positive whole number of seconds; set it to e.g. {default}, "
-            "or unset it for the default"
-        )
-    return value
+    """Whole seconds above 0."""
+    return _whole_seconds(raw, default, name, 1)
 
 
 def keep_seconds(raw: str | None, default: int, name: str) -> int:
     """Whole seconds to keep something; 0 means not at all."""
+    return _whole_seconds(raw, default, name, 0)
+
+
+def _whole_seconds(raw: str | None, default: int, name: str, least: int) -> int:
     text = (raw or "").strip()
     if not text:
         return default
@@ -135,11 +128,10 @@ def keep_seconds(raw: str | None, default: int, name: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        raise ConfigError(
-            f"{name}={raw!r} is not a whole number of seconds (0 or more); set it to e.g. {default}, "
-            "0 to keep nothing, or unset it for the default"
-        )
+    if value < least:
+        what = "a positive whole number of seconds" if least else "a whole number of seconds (0 or more)"
+        also = "" if least else " 0 to keep nothing,"
+        raise ConfigError(f"{name}={raw!r} is not {what}; set it to e.g. {default},{also} or unset it for the default")
     return value
 
 
