@@ -13,6 +13,7 @@ from graflow.cli.common import (
     EXIT_TIMEOUT,
     CliError,
     key_prefix,
+    pool_options,
     redis_url,
 )
 
@@ -22,8 +23,7 @@ from graflow.cli.common import (
                     "attempts stopped (within heartbeat/3 s); the workers take their next jobs. A run "
                     "that has already ended is left alone (exit 7).")  # fmt: skip
 @click.argument("session")
-@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@pool_options
 @click.option("--reason", default="canceled by operator", show_default=True, help="recorded as the run's error")
 @click.option("--wait", is_flag=True, help="return once no attempt of the run is running any more")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds to wait with --wait")

@@ -7,7 +7,8 @@ import importlib
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graflow import settings
 from graflow.exit_codes import (
@@ -26,6 +27,8 @@ from graflow.exit_codes import (
     exit_code_for_state,
     fail,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
@@ -130,9 +133,19 @@ __all__ = [
     "load_target",
     "load_workflow",
     "parse_duration",
+    "pool_options",
     "print_result",
     "redis_url",
 ]
+
+
+def pool_options(command: F) -> F:
+    """``--url`` and ``--prefix``, as every command that reads the pool's runs takes them."""
+    import click
+
+    command = click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")(command)
+    return click.option("--url", default=None,
+                        help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")(command)  # fmt: skip
 
 
 def redis_url(arg: str | None) -> str:

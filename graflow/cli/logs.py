@@ -16,7 +16,14 @@ from typing import Any
 import click
 
 from graflow.cli import handler
-from graflow.cli.common import EXIT_CANCELED, EXIT_FAILED, EXIT_OK, key_prefix, redis_url
+from graflow.cli.common import (
+    EXIT_CANCELED,
+    EXIT_FAILED,
+    EXIT_OK,
+    key_prefix,
+    pool_options,
+    redis_url,
+)
 
 #: The exit code of a run that has ended, by state (``graflow submit --wait``'s).
 RUN_EXIT = {"completed": EXIT_OK, "terminated": EXIT_OK, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}
@@ -42,8 +49,7 @@ def render_json(entry: Any) -> list[str]:
                help="Show what each task attempt of the pooled run SESSION wrote to stdout, stderr and "
                     "logging, labelled with task, attempt and worker.")  # fmt: skip
 @click.argument("session")
-@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@pool_options
 @click.option("--task", "task_id", default=None, metavar="ID", help="only the output of task ID")
 @click.option("--follow", "-f", is_flag=True,
               help="print output as it is written until the run ends; exit with the run's code "

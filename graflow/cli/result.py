@@ -17,6 +17,7 @@ from graflow.cli.common import (
     CliError,
     json_safe,
     key_prefix,
+    pool_options,
     redis_url,
 )
 
@@ -28,8 +29,7 @@ _MISSING = object()
                     "hold): the last completed task's, or with --task that task's. Exit 0 with a "
                     "result, 1 failed, 4 unknown session or task, 5 canceled, 6 not finished yet.")  # fmt: skip
 @click.argument("session")
-@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@pool_options
 @click.option("--task", "task_id", default=None, metavar="ID", help="the result of this task instead")
 @click.option("--json", "json_output", is_flag=True,
               help="print a document: session, state, task, result (or the error)")  # fmt: skip

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from graflow.cli import handler
-from graflow.cli.common import EXIT_OK, CliError, key_prefix, parse_duration, redis_url
+from graflow.cli.common import (
+    EXIT_OK,
+    CliError,
+    key_prefix,
+    parse_duration,
+    pool_options,
+    redis_url,
+)
 
 STATES = ("queued", "running", "completed", "failed", "canceled", "terminated")
 _COLUMNS = ("SESSION", "WORKFLOW", "STATE", "PROGRESS", "AGE", "DURATION", "WORKERS")
@@ -45,8 +52,7 @@ def row(summary: Any, now: float) -> list[str]:
                help="List the pooled runs under the key prefix, newest first: state, progress "
                     "(tasks done / known), age, duration and the workers that ran them. Runs stay "
                     "listed until their keys expire (GRAFLOW_SESSION_TTL after they end).")  # fmt: skip
-@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@pool_options
 @click.option("--state", "states", multiple=True, metavar="STATE",
               help=f"only runs in this state ({', '.join(STATES)}); repeatable or comma-separated")  # fmt: skip
 @click.option("--workflow", default=None, metavar="NAME", help="only runs of this workflow")

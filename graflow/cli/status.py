@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from graflow.cli import handler
-from graflow.cli.common import EXIT_OK, exit_code_for_state, json_safe, key_prefix, redis_url
+from graflow.cli.common import (
+    EXIT_OK,
+    exit_code_for_state,
+    json_safe,
+    key_prefix,
+    pool_options,
+    redis_url,
+)
 
 
 def parse_events(text: str) -> int | None:
@@ -65,8 +72,7 @@ class JsonLines:
                     "progress, running attempts and latest events. With --watch, follow it until it "
                     "ends and exit with its code (0 completed, 1 failed, 5 canceled).")  # fmt: skip
 @click.argument("session")
-@click.option("--url", default=None, help="Redis URL (default: $GRAFLOW_REDIS_URL, $REDIS_URL, localhost)")
-@click.option("--prefix", default=None, help="key prefix (default: $GRAFLOW_KEY_PREFIX or graflow)")
+@pool_options
 @click.option("--json", "json_output", is_flag=True, help="print the status as JSON (with the result)")
 @click.option("--watch", is_flag=True, help="follow the run until it ends (redrawn in place on a terminal)")
 @click.option("--events", "events", default="20", show_default=True, metavar="N|all",

@@ -143,11 +143,11 @@ def release(client: Any, prefix: str, session_id: str, ttl: int | None = None) -
     return int(_script(client, _RELEASE)(keys=_keys(prefix), args=args, client=client))
 
 
-def forget(client: Any, prefix: str, session_id: str) -> None:
-    """Take a purged run out of the run index at once."""
+def forget(client: Any, prefix: str, *session_ids: str) -> None:
+    """Take runs whose keys are gone (purged, expired) out of the run index at once."""
     pipe = client.pipeline(transaction=True)
-    pipe.zrem(keys.run_index(prefix), session_id)
-    pipe.zrem(keys.run_expiry(prefix), session_id)
+    pipe.zrem(keys.run_index(prefix), *session_ids)
+    pipe.zrem(keys.run_expiry(prefix), *session_ids)
     pipe.execute()
 
 

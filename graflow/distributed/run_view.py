@@ -173,8 +173,8 @@ def list_runs(
                 gone.append(session_id)
             elif (not wanted or summary.state in wanted) and (not workflow or summary.workflow == workflow):
                 out.append(summary)
-        if gone:  # purged, or expired before its end was noted: it leaves the index
-            client.zrem(index, *gone)
+        if gone:  # purged, or its keys expired a moment before the index noted it
+            liveness.forget(client, prefix, *gone)
             offset -= len(gone)
     return out[:limit]
 
