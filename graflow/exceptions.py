@@ -388,8 +388,8 @@ class UnsignedPayloadWarning(GraflowWarning):
 # and issues the warning (for programs that catch or filter it). Both used to reach stderr,
 # so every warning printed twice. The log line is the display: graflow's warnings are not
 # *shown* by default, as DeprecationWarning is not (the filter is appended, so every filter
-# a user sets wins: ``-W error::graflow.exceptions.UnsignedPayloadWarning``, PYTHONWARNINGS,
-# ``warnings.simplefilter``, ``pytest.warns`` and ``filterwarnings`` marks still see it).
+# a user sets wins: ``warnings.simplefilter``, ``pytest.warns``, ``filterwarnings`` marks, and
+# ``-W error::UserWarning`` or PYTHONWARNINGS on the command line still see it).
 warnings.filterwarnings("ignore", category=GraflowWarning, append=True)
 
 

@@ -21,7 +21,7 @@ from fohelpers import FoPool
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 RUNS = 40
-TTLS = {"GRAFLOW_SESSION_TTL": "3", "GRAFLOW_GRAPH_TTL": "5", "GRAFLOW_CHECKPOINT_TTL": "4"}
+TTLS = {"GRAFLOW_SESSION_TTL": "3", "GRAFLOW_GRAPH_TTL": "5", "GRAFLOW_CHECKPOINT_TTL": "4", "GRAFLOW_FINISHED_JOB_TTL": "2"}
 
 
 def _prefix_keys(client: Any, prefix: str) -> list[bytes]:
