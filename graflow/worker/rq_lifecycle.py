@@ -110,7 +110,11 @@ class LifecycleWorker(LeasingWorker):
         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
         log_format: str = DEFAULT_LOGGING_FORMAT,
     ) -> None:
-        """rq's ``_start_scheduler`` with ``GraflowScheduler`` instead of ``RQScheduler``."""
+        """rq's ``_start_scheduler`` with ``GraflowScheduler`` instead of ``RQScheduler``,
+        named after this worker (rq: a random name). A worker process restarted under its
+        name then holds at once the scheduler lock its dead predecessor could not release
+        (Redis was down when it died, say): rq would leave delayed retries unmoved until the
+        lock expired, a minute later."""
         self.scheduler = GraflowScheduler(
             self.queues,
             connection=self.connection,
@@ -118,6 +122,7 @@ class LifecycleWorker(LeasingWorker):
             date_format=date_format,
             log_format=log_format,
             serializer=self.serializer,
+            name=f"{self.name}/scheduler",
         )
         self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
         if not self.scheduler.acquired_locks:
