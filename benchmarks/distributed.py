@@ -23,11 +23,13 @@ channel, members on 2 ``python -m graflow.worker.main`` workers. ``--compare PYT
 same program under another interpreter that has ``graflow==0.2.0`` installed, alternating
 with ours for ``--rounds`` rounds, and reports both medians and the ratio (target >= 1.5).
 
-``--metrics``: only the fan-out and the chain, on pools started without and with
-``--metrics-port`` (needs ``graflow[metrics]``), alternating for ``--rounds`` rounds;
-reports the medians of both and the ratio with/without (target: within 5 %), and the
-observer's own cost per attempt measured in-process (``observer``), free of the noise of
-a 2-core machine running Redis, the producer and the workers.
+``--metrics``: only the fan-out and the chain, on pools started with the operator's
+observability off (no ``--metrics-port``, ``GRAFLOW_LOG_CAPTURE_BYTES=0``) and on
+(``--metrics-port``, needs ``graflow[metrics]``, and log capture as by default),
+alternating for ``--rounds`` rounds; reports the medians of both, the ratio on/off (target:
+within 5 %), the workers' CPU seconds per activation (``cpu_ms_per_task``: the fan-out is n members, source, sink, the group start and finish; the chain n; summed over the worker
+processes from /proc, steadier than wall time on a busy machine), and the observer's own
+cost per attempt measured in-process (``observer``).
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False,
-                  metrics: bool = False) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False, metrics: bool = False,
+                  observe: bool | None = None) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+    """``metrics``: with ``--metrics-port``; ``observe=False``: no log capture either."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.dirname(__file__)])}
     procs = []
     for i in range(n):
@@ -92,6 +95,8 @@ def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False,
                 # then, so it goes to a directory of this benchmark's, removed at exit.
                 cmd += ["--metrics-port", str(free_port())]
                 env["TMPDIR"] = _metrics_tmp()
+            elif observe is False:
+                env["GRAFLOW_LOG_CAPTURE_BYTES"] = "0"
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
     import redis
@@ -104,6 +109,23 @@ def start_workers(url: str, queue: str, n: int, *, rq_simple: bool = False,
             raise RuntimeError("workers did not start")
         time.sleep(0.05)
     return procs
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds (user + system) used so far by the worker commands and their processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0, [p.pid for p in procs]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -197,18 +219,20 @@ def median(fn: Any, runs: int) -> float:
 
 
 def compare_metrics(url: str, n: int, runs: int, rounds: int) -> dict[str, Any]:
-    """Fan-out and chain on pools without and with ``--metrics-port``, alternating."""
+    """Fan-out and chain on pools with metrics and log capture off, then on, alternating."""
     out: dict[str, Any] = {}
     for workers in (1, 2):
-        seen: dict[str, dict[str, list[float]]] = {"off": {"fan": [], "chain": []}, "on": {"fan": [], "chain": []}}
+        seen: dict[str, dict[str, list[float]]] = {m: {"fan": [], "chain": [], "cpu": []} for m in ("off", "on")}
         for r in range(rounds):
             for mode in ("off", "on"):
                 queue = f"mbench{workers}{mode}{r}"
-                procs = start_workers(url, queue, workers, metrics=mode == "on")
+                procs = start_workers(url, queue, workers, metrics=mode == "on", observe=mode == "on")
                 try:
                     fan_wf, chain_wf = fanout(n), chain(n)
+                    before = cpu_seconds(procs)
                     seen[mode]["fan"].append(median(lambda wf=fan_wf, q=queue: time_run(wf, url, q), runs))
                     seen[mode]["chain"].append(median(lambda wf=chain_wf, q=queue: time_run(wf, url, q), runs))
+                    seen[mode]["cpu"].append((cpu_seconds(procs) - before) * 1000 / (runs * (2 * n + 4)))
                 finally:
                     stop_workers(procs)
         row: dict[str, Any] = {}
@@ -216,6 +240,9 @@ def compare_metrics(url: str, n: int, runs: int, rounds: int) -> dict[str, Any]:
             off, on = statistics.median(seen["off"][what]), statistics.median(seen["on"][what])
             row[f"{what}_s_off"], row[f"{what}_s_on"] = round(off, 4), round(on, 4)
             row[f"{what}_time_ratio_on_off"] = round(on / off, 3)
+        cpu_off, cpu_on = statistics.median(seen["off"]["cpu"]), statistics.median(seen["on"]["cpu"])
+        row["cpu_ms_per_task_off"], row["cpu_ms_per_task_on"] = round(cpu_off, 4), round(cpu_on, 4)
+        row["cpu_ratio_on_off"] = round(cpu_on / cpu_off, 3)
         out[f"workers_{workers}"] = row
     return out
 
