@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ __all__ = [
     "mask_url",
     "parse_redis_url",
     "password_for",
+    "registered_script",
     "with_default_password",
     "wrap_connection_errors",
 ]
@@ -377,6 +379,22 @@ def with_default_password(url: str, password: str | None = None) -> str:
 def as_text(value: Any) -> str:
     """A reply of a binary client (bytes) or of a decoding one (str) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_scripts: dict[str, Any] = {}
+_scripts_lock = threading.Lock()
+
+
+def registered_script(client: Any, source: str) -> Any:
+    """The Lua script ``source``, registered once per process. Call it with ``client=``: the
+    ``Script`` runs on whichever client is given (EVALSHA, loading it when Redis lacks it)."""
+    script = _scripts.get(source)
+    if script is None:
+        with _scripts_lock:
+            script = _scripts.get(source)
+            if script is None:
+                script = _scripts[source] = client.register_script(source)
+    return script
 
 
 def client_cache(client: Any, name: str) -> dict[Any, Any]:

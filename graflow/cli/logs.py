@@ -16,17 +16,7 @@ from typing import Any
 import click
 
 from graflow.cli import handler
-from graflow.cli.common import (
-    EXIT_CANCELED,
-    EXIT_FAILED,
-    EXIT_OK,
-    key_prefix,
-    pool_options,
-    redis_url,
-)
-
-#: The exit code of a run that has ended, by state (``graflow submit --wait``'s).
-RUN_EXIT = {"completed": EXIT_OK, "terminated": EXIT_OK, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}
+from graflow.cli.common import EXIT_OK, exit_code_for_state, key_prefix, pool_options, redis_url
 
 
 def render(entry: Any) -> list[str]:
@@ -69,7 +59,7 @@ def command(args: Any) -> int:
             sys.stdout.flush()
     if not args.follow:
         return EXIT_OK
-    return RUN_EXIT.get(run.status().state, EXIT_OK)
+    return exit_code_for_state(run.status().state)
 
 
-__all__ = ["RUN_EXIT", "command", "render", "render_json"]
+__all__ = ["command", "render", "render_json"]

@@ -13,11 +13,11 @@ repairs what a crash between a run's end and that release left behind.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 from graflow import keys
+from graflow.redisconn import registered_script
 
 #: Seconds between two sweeps of one prefix's live-run list (the lock is the rate limit).
 SWEEP_EVERY = 60.0
@@ -98,19 +98,6 @@ end
 return #stale
 """
 
-_scripts: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _script(client: Any, source: str) -> Any:
-    """The registered script (called with ``client=`` each time, like ``session._script``)."""
-    with _lock:
-        script = _scripts.get(source)
-        if script is None:
-            script = _scripts[source] = client.register_script(source)
-    return script
-
-
 def _keys(prefix: str) -> list[str]:
     return [keys.live_runs(prefix), keys.run_index(prefix), keys.run_expiry(prefix)]
 
@@ -140,7 +127,7 @@ def release(client: Any, prefix: str, session_id: str, ttl: int | None = None) -
 
     ttl = graph_ttl() if ttl is None else ttl
     args = [session_id, keys.graph(prefix, ""), ttl, _session_ttl()]
-    return int(_script(client, _RELEASE)(keys=_keys(prefix), args=args, client=client))
+    return int(registered_script(client, _RELEASE)(keys=_keys(prefix), args=args, client=client))
 
 
 def forget(client: Any, prefix: str, *session_ids: str) -> None:
@@ -161,12 +148,12 @@ def sweep(client: Any, prefix: str, ttl: int | None = None, *, every: float = SW
     ttl = graph_ttl() if ttl is None else ttl
     head, _, tail = keys.SessionKeys(prefix, "\0").root.partition("\0")
     args = [head, tail, keys.graph(prefix, ""), ttl, _session_ttl()]
-    return int(_script(client, _SWEEP)(keys=_keys(prefix), args=args, client=client))
+    return int(registered_script(client, _SWEEP)(keys=_keys(prefix), args=args, client=client))
 
 
 def prune_index(client: Any, prefix: str) -> None:
     """Drop runs whose keys have expired from the run index (before a listing)."""
-    _script(client, _INDEX + "expire_index(nil, 0)\nsettle_ttl()")(keys=_keys(prefix), args=[], client=client)
+    registered_script(client, _INDEX + "expire_index(nil, 0)\nsettle_ttl()")(keys=_keys(prefix), args=[], client=client)
 
 
 __all__ = ["SWEEP_EVERY", "forget", "prune_index", "register", "release", "sweep"]

@@ -13,6 +13,7 @@ from graflow import keys
 from graflow.codec import Purpose, SecretKey, loads
 from graflow.distributed.outage import RedisOutage
 from graflow.distributed.run_logs import LogEntry, follow_logs, read_logs
+from graflow.distributed.run_view import number as _num
 from graflow.distributed.session import FINAL_STATES, SessionStore
 from graflow.exceptions import (
     GraflowRuntimeError,
@@ -77,10 +78,6 @@ def _checkpoint_in_flight(status: RunStatus) -> bool:
     except ValueError:
         return False
     return since > 0 and time.time() - since < CHECKPOINT_GRACE
-
-
-def _num(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
 
 
 def connect(redis: str | Any) -> tuple[Any, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from graflow import keys
 from graflow.distributed.session import FINAL_STATES
+from graflow.redisconn import as_text
 
 #: Seconds ``follow_logs`` waits after the run's end for output still on its way, when
 #: it cannot tell that the attempt that ended the run has written all of its own.
@@ -64,18 +65,14 @@ class LogEntry:
         return out
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
-    f = {_text(k): _text(v) for k, v in fields.items()}
+    f = {as_text(k): as_text(v) for k, v in fields.items()}
     try:
         attempt, dropped = int(f.get("attempt") or 0), int(f.get("dropped") or 0)
     except ValueError:
         attempt, dropped = 0, 0
     return LogEntry(
-        id=_text(entry_id), task_id=f.get("task_id", ""), spec_id=f.get("spec_id", ""), attempt=attempt,
+        id=as_text(entry_id), task_id=f.get("task_id", ""), spec_id=f.get("spec_id", ""), attempt=attempt,
         worker=f.get("worker", ""), stream=f.get("stream", ""), text=f.get("text", ""),
         outcome=f.get("outcome", ""), dropped=dropped, run=f.get("run", ""),
     )  # fmt: skip
@@ -97,19 +94,19 @@ def read_logs(
                 out.append(entry)
         if len(page) < _PAGE:
             return out
-        start = f"({_text(page[-1][0])}"
+        start = f"({as_text(page[-1][0])}"
 
 
 def _number(value: Any) -> float:
     try:
-        return float(_text(value)) if value is not None else 0.0
+        return float(as_text(value)) if value is not None else 0.0
     except ValueError:
         return 0.0
 
 
 def _ending_task(meta: list[Any]) -> str | None:
     """The task whose attempt ended the run (its last step), when the run records it."""
-    state, last_task, failed_task = (_text(v) if v is not None else None for v in meta[:3])
+    state, last_task, failed_task = (as_text(v) if v is not None else None for v in meta[:3])
     if state in ("completed", "terminated"):
         return last_task or None
     if state == "failed":
@@ -140,7 +137,7 @@ def follow_logs(
         meta = client.hmget(k.meta, ["state", "last_task", "failed_task", "finished_at"])
         if meta[0] is None:
             return
-        if final_at is None and _text(meta[0]) in FINAL_STATES:
+        if final_at is None and as_text(meta[0]) in FINAL_STATES:
             # A run that ended a while ago (by its finishing worker's clock) has no output
             # on its way any more: what the stream holds is all there is.
             final_at = time.monotonic() - min(grace, max(0.0, time.time() - _number(meta[3])))

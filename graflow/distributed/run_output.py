@@ -11,12 +11,12 @@ purged), so no key is ever left without a TTL.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from graflow import keys
 from graflow.defaults import LOG_STREAM_MAXLEN
+from graflow.redisconn import registered_script
 
 #: What an attempt's output entries name besides their text (their field order).
 LABELS = ("task_id", "spec_id", "attempt", "worker")
@@ -47,18 +47,6 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return n
 """
 
-_script: list[Any] = []
-_lock = threading.Lock()
-
-
-def _append_script(client: Any) -> Any:
-    if not _script:
-        with _lock:
-            if not _script:
-                _script.append(client.register_script(APPEND))
-    return _script[0]
-
-
 def encode(text: str) -> bytes:
     """Text as UTF-8; what cannot be encoded (a lone surrogate) becomes U+FFFD."""
     return text.encode("utf-8", "replace")
@@ -88,7 +76,7 @@ def append_output(
         argv += [len(LABELS) + 2 + len(end), *head, "stream", "end", "text", "", *extra]
     if len(argv) == 2:
         return 0
-    return int(_append_script(client)(keys=[k.root, k.output], args=argv, client=client))
+    return int(registered_script(client, APPEND)(keys=[k.root, k.output], args=argv, client=client))
 
 
 __all__ = ["APPEND", "LABELS", "append_output", "encode"]

@@ -24,7 +24,8 @@ _FIELDS = ("state", "stop_reason", "workflow_name", "created_at", "started_at", 
            "error_type", "failed_task", "error", "steps", "max_steps", "tasks", "last_checkpoint", "queue")  # fmt: skip
 
 
-def _num(value: str | None) -> float | None:
+def number(value: str | None) -> float | None:
+    """A numeric session field as a float; None when unset or not a number."""
     try:
         return float(value) if value not in (None, "") else None
     except ValueError:
@@ -126,11 +127,11 @@ def _summary(session_id: str, replies: Sequence[Any]) -> RunSummary | None:
         return None
     return RunSummary(
         session_id=session_id, state=meta["state"], workflow=meta["workflow_name"], stop_reason=meta["stop_reason"],
-        created_at=_num(meta["created_at"]), started_at=_num(meta["started_at"]),
-        finished_at=_num(meta["finished_at"]), updated_at=_num(meta["updated_at"]),
+        created_at=number(meta["created_at"]), started_at=number(meta["started_at"]),
+        finished_at=number(meta["finished_at"]), updated_at=number(meta["updated_at"]),
         completed=int(completed), pending=int(pending), running=int(running),
-        known=int(_num(meta["tasks"]) or 0) + int(known), steps=int(_num(meta["steps"]) or 0),
-        max_steps=int(_num(meta["max_steps"]) or 0), queue=meta["queue"],
+        known=int(number(meta["tasks"]) or 0) + int(known), steps=int(number(meta["steps"]) or 0),
+        max_steps=int(number(meta["max_steps"]) or 0), queue=meta["queue"],
         workers={as_text(w): int(n) for w, n in workers.items()}, error_type=meta["error_type"],
         failed_task=meta["failed_task"], error=meta["error"], last_checkpoint=meta["last_checkpoint"],
     )  # fmt: skip
@@ -211,7 +212,7 @@ def running_attempts(client: Any, prefix: str, session_id: str) -> list[RunningA
                 task_id = ""
         deadline = deadlines.get(f"{head}{spec_id}-a{attempt}")
         out.append(RunningAttempt(task_id=task_id or spec_id[:8], spec_id=spec_id, attempt=attempt,
-                                  worker=str(doc.get("worker") or ""), started_at=_num(str(doc.get("started_at") or "")),
+                                  worker=str(doc.get("worker") or ""), started_at=number(str(doc.get("started_at") or "")),
                                   lost=deadline is not None and deadline < now))  # fmt: skip
     out.sort(key=lambda a: (a.started_at or 0.0, a.task_id))
     return out
@@ -239,4 +240,4 @@ def events(client: Any, prefix: str, session_id: str, *, after: str | None = Non
     return out
 
 
-__all__ = ["Event", "RunSummary", "RunningAttempt", "events", "list_runs", "running_attempts", "summaries"]
+__all__ = ["Event", "RunSummary", "RunningAttempt", "events", "list_runs", "number", "running_attempts", "summaries"]
