@@ -137,12 +137,29 @@ class SessionKeys:
         (graflow.worker.capture writes it, graflow.distributed.run_logs reads it)."""
         return self.part("output")
 
+    @property
+    def shape(self) -> str:
+        """String: the graph's shape as JSON (nodes, groups, edges; no code), written at
+        submit so the dashboard draws a run without unpickling its graph."""
+        return self.part("shape")
+
+    @property
+    def parents(self) -> str:
+        """Hash: dynamic task id -> the task whose ``next_task``/``next_iteration`` added it."""
+        return self.part("parents")
+
+    @property
+    def checkpoints(self) -> str:
+        """Hash: checkpoint location -> JSON ``{time, steps}`` of every checkpoint written."""
+        return self.part("checkpoints")
+
     def fixed(self) -> list[str]:
         """Every fixed-name key of the session (dynamic-task and group keys come from sets)."""
         return [
             self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
             self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
-            self.dynkeys, self.workers, self.output,
+            self.dynkeys, self.workers, self.output, self.shape, self.parents,
+            self.checkpoints,
         ]  # fmt: skip
 
     def pattern(self) -> str:

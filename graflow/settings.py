@@ -99,6 +99,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("GRAFLOW_LOG_CAPTURE_BYTES", "--log-capture-bytes", str(d.DEFAULT_LOG_CAPTURE_BYTES),
              "Bytes of stdout, stderr and `logging` output kept per task attempt for `graflow logs` "
              "(first half and last half); 0 captures nothing."),
+    Variable("GRAFLOW_DASHBOARD_TOKEN", "--token", "(unset)",
+             "Token `graflow dashboard` asks for (Bearer header, or `?token=` once in the browser)."),
+    Variable("GRAFLOW_DASHBOARD_USER", "", "(unset)",
+             "With `GRAFLOW_DASHBOARD_PASSWORD`: HTTP basic auth for `graflow dashboard`."),
+    Variable("GRAFLOW_DASHBOARD_PASSWORD", "", "(unset)", "The basic-auth password of `graflow dashboard`."),
     Variable("GRAFLOW_WORKER_REDIS_WAIT", "", f"{d.DEFAULT_WORKER_REDIS_WAIT:g}",
              "Seconds a starting worker retries Redis before it exits 3."),
     Variable("GRAFLOW_REDIS_RETRY_FOR", "", f"{d.DEFAULT_REDIS_RETRY_FOR:g}",
@@ -153,6 +158,10 @@ class Settings:
     metrics_task_label: bool = True
     #: Bytes of output kept per attempt on a worker (0: no capture; graflow.worker.capture).
     log_capture_bytes: int = d.DEFAULT_LOG_CAPTURE_BYTES
+    #: ``graflow dashboard``'s credentials (``graflow.dashboard.auth``); unset: none asked.
+    dashboard_token: str = field(default="", repr=False)
+    dashboard_user: str = ""
+    dashboard_password: str = field(default="", repr=False)
     worker_redis_wait: float = d.DEFAULT_WORKER_REDIS_WAIT
     redis_retry_for: float = d.DEFAULT_REDIS_RETRY_FOR
     max_value_bytes: int = d.DEFAULT_MAX_VALUE_BYTES
@@ -193,6 +202,7 @@ class Settings:
         metrics_port: float | None = None,
         metrics_host: str | None = None,
         log_capture_bytes: float | None = None,
+        dashboard_token: str | None = None,
     ) -> Settings:
         """Read ``env`` (default ``os.environ``) once; a flag (not None) beats its variable.
 
@@ -252,6 +262,9 @@ class Settings:
             log_capture_bytes=parse.capture_bytes(parse.number(
                 log_capture_bytes, env.get("GRAFLOW_LOG_CAPTURE_BYTES"), d.DEFAULT_LOG_CAPTURE_BYTES,
                 "--log-capture-bytes/GRAFLOW_LOG_CAPTURE_BYTES")),
+            dashboard_token=dashboard_token or env.get("GRAFLOW_DASHBOARD_TOKEN") or "",
+            dashboard_user=env.get("GRAFLOW_DASHBOARD_USER") or "",
+            dashboard_password=env.get("GRAFLOW_DASHBOARD_PASSWORD") or "",
             worker_redis_wait=parse.seconds(env.get("GRAFLOW_WORKER_REDIS_WAIT"), d.DEFAULT_WORKER_REDIS_WAIT,
                                        "GRAFLOW_WORKER_REDIS_WAIT"),
             redis_retry_for=parse.seconds(env.get("GRAFLOW_REDIS_RETRY_FOR"), d.DEFAULT_REDIS_RETRY_FOR,

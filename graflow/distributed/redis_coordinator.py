@@ -17,6 +17,7 @@ import msgspec
 
 from graflow import keys
 from graflow.core.coordinator import TaskCoordinator
+from graflow.distributed.run_shape import encode_shape
 from graflow.exceptions import ConfigError, GraflowRuntimeError
 
 if TYPE_CHECKING:
@@ -70,9 +71,12 @@ def run_branches_on_pool(ctx: ExecutionContext, group: ParallelGroup, spec: Task
     graph_hash = GraphStore(client, prefix).save(ctx.graph)
     store = SessionStore(client, prefix, ctx.session_id)
     if not store.exists():
+        pipe = client.pipeline(transaction=True)
         store.create({"max_steps": 1 << 62, "graph_hash": graph_hash, "queue": queue, "trace_id": ctx.trace_id,
                       "start_node": ctx.start_node or "", "steps": ctx.steps, "key_prefix": prefix,
-                      "workflow_name": ctx.workflow_name, "driver": "producer"}, {})  # fmt: skip
+                      "workflow_name": ctx.workflow_name, "driver": "producer"}, {}, pipeline=pipe)  # fmt: skip
+        pipe.set(store.keys.shape, encode_shape(ctx.graph))
+        pipe.execute()
     group_run = f"{uuid.uuid4().hex}.1"
     placeholder = f"producer-{group_run}"
     members = []

@@ -26,7 +26,8 @@ end
 local function finish(state, reason, now, ttl)
   redis.call('HSET', root, 'state', state, 'stop_reason', reason, 'updated_at', now, 'finished_at', now)
   local names = {'', ':pending', ':running', ':done', ':completed', ':cycles', ':retries', ':joins',
-                 ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys', ':workers', ':output'}
+                 ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys', ':workers', ':output',
+                 ':shape', ':parents', ':checkpoints'}
   for _, name in ipairs(names) do redis.call('EXPIRE', root .. name, ttl) end
   for _, t in ipairs(redis.call('SMEMBERS', k('known'))) do redis.call('EXPIRE', k('dyn:' .. t), ttl) end
   for _, name in ipairs(redis.call('SMEMBERS', k('dynkeys'))) do redis.call('EXPIRE', name, ttl) end
@@ -184,6 +185,7 @@ local ready = {}
 -- Activations the task scheduled come first, in call order; then static successors.
 for _, d in ipairs(c.dynamic) do
   redis.call('SADD', k('known'), d[1])
+  redis.call('HSET', k('parents'), d[1], c.task_id)
   if d[4] > 0 then
     redis.call('SET', k('dyn:' .. d[1]), ARGV[d[4] + 1])
     local versioned = k('dyn:' .. d[1] .. '@' .. d[5])
@@ -402,6 +404,9 @@ return enc({status = 'finished', state = ARGV[1], pending = pending})
 NOTE_CHECKPOINT = PRELUDE + r"""
 if redis.call('EXISTS', root) == 0 then return enc({status = 'missing'}) end
 redis.call('HSET', root, 'last_checkpoint', ARGV[1])
+local t = redis.call('TIME')
+redis.call('HSET', k('checkpoints'), ARGV[1], enc({time = tonumber(t[1]) + tonumber(t[2]) / 1e6,
+                                                   steps = tonumber(redis.call('HGET', root, 'steps') or '0')}))
 event('checkpoint', {location = ARGV[1]})
 if #ARGV > 1 then redis.call('HDEL', root, unpack(ARGV, 2)) end
 return enc({status = 'ok'})

@@ -47,6 +47,7 @@ def submit(
     from graflow.core.graph_store import GraphStore, pickle_graph
     from graflow.core.workflow import WorkflowContext, resolve_start_node
     from graflow.distributed.run import WorkflowRun, connect
+    from graflow.distributed.run_shape import encode_shape
     from graflow.identifiers import check_key_prefix, check_queue_name, check_session_id
     from graflow.redisconn import wrap_connection_errors
 
@@ -113,6 +114,7 @@ def submit(
             {first.spec_id: encode(first)},
             pipeline=pipe,
         )
+        pipe.set(store.keys.shape, encode_shape(task_graph))
         pipe.execute()
         dispatch.enqueue(client, [first], secret_key=secret_key)
     return WorkflowRun(session_id, client=client, redis_url=redis_url, key_prefix=key_prefix, secret_key=secret_key)
