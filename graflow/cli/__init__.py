@@ -24,9 +24,9 @@ from graflow.exit_codes import EXIT_USAGE, fail, reported
 __all__ = ["COMMANDS", "cli", "handler", "main"]
 
 #: The subcommand modules, in the order of ``graflow --help``.
-COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "status", "logs", "result", "cancel")
+COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "workers", "status", "logs", "result", "cancel")
 #: Modules a build may leave out (the pool); the others must be there.
-_OPTIONAL = frozenset({"worker", "submit", "runs", "status", "logs", "result", "cancel"})
+_OPTIONAL = frozenset({"worker", "submit", "runs", "workers", "status", "logs", "result", "cancel"})
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
