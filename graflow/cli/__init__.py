@@ -24,9 +24,10 @@ from graflow.exit_codes import EXIT_USAGE, fail, reported
 __all__ = ["COMMANDS", "cli", "handler", "main"]
 
 #: The subcommand modules, in the order of ``graflow --help``.
-COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "status", "logs", "result", "cancel", "dashboard")
+COMMANDS = ("checkpoints", "resume", "worker", "submit", "runs", "workers", "status", "logs", "result", "cancel",
+            "dashboard")
 #: Modules a build may leave out (the pool); the others must be there.
-_OPTIONAL = frozenset({"worker", "submit", "runs", "status", "logs", "result", "cancel", "dashboard"})
+_OPTIONAL = frozenset({"worker", "submit", "runs", "workers", "status", "logs", "result", "cancel", "dashboard"})
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 

@@ -11,6 +11,7 @@ other key of a finished run) instead of rq's one-year default.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -36,6 +37,17 @@ def _callback() -> Any:
 
 def job_id(spec: TaskSpec) -> str:
     return f"gf-{spec.session_id}-{spec.spec_id}-a{spec.attempt}"
+
+
+#: ``job_id``'s form. A session id may hold ``-`` (``graflow.identifiers``); a spec id is a
+#: uuid4 hex, so the session is everything up to the last two dashes.
+_JOB_ID = re.compile(r"gf-([A-Za-z0-9_-]{1,64})-([A-Za-z0-9_]+)-a([0-9]+)")
+
+
+def parse_job_id(rq_job_id: str) -> tuple[str, str, int] | None:
+    """``(session_id, spec_id, attempt)`` of a graflow job's id; None for any other job."""
+    m = _JOB_ID.fullmatch(rq_job_id)
+    return None if m is None else (m.group(1), m.group(2), int(m.group(3)))
 
 
 #: Jobs per round trip when ``enqueue`` owns the pipeline. A group's members are handed
@@ -147,4 +159,4 @@ def drop(connection: Any, specs: Iterable[TaskSpec | str | bytes]) -> list[str]:
     return dropped
 
 
-__all__ = ["JOB_FUNCTION", "description", "drop", "enqueue", "job_id", "rq_queue"]
+__all__ = ["JOB_FUNCTION", "description", "drop", "enqueue", "job_id", "parse_job_id", "rq_queue"]

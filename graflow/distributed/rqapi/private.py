@@ -112,6 +112,17 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
         (_BOUNDARY + "test_worker_registration_layout",),
     ),
     PrivateUse(
+        "worker registrations read in pipelines",
+        "graflow/distributed/rqapi/workers.py (graflow.distributed.pool_workers: graflow workers): "
+        "the registration sets, the worker hash fields rq's Worker.refresh reads, rq 3's executions "
+        "index or rq 2's current_job field",
+        "Worker.all costs a round trip per worker, more on rq 3 for the current job, and drops a "
+        "registration whose hash expired (a read that writes, and the one sign of a lost worker); "
+        "the view reads every worker in one pipeline and shows such a worker as lost.",
+        ("tests/distributed/test_pool_workers.py::test_idle_busy_and_idle_again_as_rq_sees_it",
+         "tests/distributed/test_pool_workers.py::test_a_killed_worker_is_lost_with_the_attempt_it_ran"),
+    ),
+    PrivateUse(
         "rq.suspension.WORKERS_SUSPENDED",
         "graflow/worker/bookkeeping.py (SUCCESS_SCRIPT reads it)",
         "`rq suspend` is honoured without a round trip of its own per job.",
