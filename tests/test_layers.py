@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("graflow.core", "graflow.trace")),
     ("pool", ("graflow.distributed",)),
     ("workers", ("graflow.worker",)),
+    ("dashboard", ("graflow.dashboard",)),
     ("cli", ("graflow.cli", "graflow.__main__")),
     # Upstream module paths kept as re-exports, and the package root that wires the
     # layers together (it points the core at the pool driver).
