@@ -1,0 +1,1 @@
+"""The web dashboard (`graflow dashboard`, extra `graflow[dashboard]`)."""
