@@ -160,10 +160,13 @@ class Backend:
 
     # -- workers -------------------------------------------------------------------
     def workers(self) -> dict[str, Any]:
-        from graflow.distributed.pool_workers import list_workers
+        """The workers page: every worker of the pool's queues (all rq workers on this Redis
+        when none were named), with ``now`` on the Redis clock the lease deadlines use."""
+        from graflow import settings
+        from graflow.distributed.pool_workers import snapshot
 
-        views = list_workers(self.client, self.prefix, self.queues or None)
-        return {"now": time.time(), "workers": [w.to_dict() for w in views]}
+        view = snapshot(self.client, self.prefix, self.queues or None, lease_seconds=settings.current().heartbeat)
+        return {"now": view.now, "workers": [w.to_dict() for w in view.workers]}
 
 
 def _run_row(summary: run_view.RunSummary, now: float) -> dict[str, Any]:

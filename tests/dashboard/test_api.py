@@ -63,13 +63,14 @@ def test_a_failed_run_shows_its_error_and_checkpoint_then_retries(pool, dashboar
     assert doc["summary"]["state"] == "failed"
     assert doc["nodes"]["first"] == "completed" and doc["nodes"]["second"] == "failed"
     assert "third" not in doc["nodes"]  # never reached: drawn skipped on an ended run
-    assert doc["error"]["task"] == "second" and doc["error"]["type"] == "ValueError"
-    assert "second refuses" in doc["error"]["message"] and "Traceback" in doc["error"]["traceback"]
+    assert doc["error"]["task"] == "second" and doc["error"]["type"] == "GraflowRuntimeError"
+    assert "caused by ValueError: second refuses" in doc["error"]["message"]
+    assert "ValueError: second refuses while fail is set" in doc["error"]["traceback"]
     [checkpoint] = doc["checkpoints"]
     assert checkpoint["location"] == doc["summary"]["last_checkpoint"]
     assert checkpoint["readable"] and checkpoint["session_id"] == run.session_id
     assert checkpoint["steps"] == 1 and checkpoint["size"] > 0
-    assert checkpoint["metadata"] == {"stage": "first"}
+    assert checkpoint["metadata"]["stage"] == "first" and checkpoint["metadata"]["task_id"] == "first"
     panel = dashboard.get(f"/api/runs/{run.session_id}/tasks/second")
     assert panel["state"] == "failed" and panel["attempts"][-1]["outcome"] == "failed"
     assert "Traceback" in panel["error"]["traceback"]
