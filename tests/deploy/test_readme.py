@@ -198,7 +198,7 @@ def test_benchmarks_and_compose_commands_exist() -> None:
     text = readme()
     for name in re.findall(r"python (benchmarks/\w+\.py)", text):
         assert (ROOT / name).exists(), name
-    assert len(re.findall(r"python (benchmarks/\w+\.py)", text)) == 4
+    assert len(re.findall(r"python (benchmarks/\w+\.py)", text)) == 6
     services = load_compose()["services"]
     assert "--profile demo run --rm demo" in text and services["demo"]["profiles"] == ["demo"]
     assert "docker compose -f deploy/docker-compose.yml up --build --scale worker=3" in text

@@ -135,7 +135,9 @@
     counts = doc.counts;
     redelivered = doc.redelivered;
     summary = doc.summary;
-    graph.draw(doc.shape, doc.layout);
+    // Redrawn only when tasks were added (a reload after an event keeps the drawn graph).
+    const drawn = doc.shape.nodes.length === graph.nodes.size && doc.shape.nodes.every((n) => graph.has(n.id));
+    if (!drawn) graph.draw(doc.shape, doc.layout);
     paintAll();
     renderSummary();
     renderError(doc.error);
@@ -170,7 +172,23 @@
       }
       if (u.last_event) lastEvent = u.last_event;
     }
-    paintAll();
+    // Only what changed is repainted: a 1,000-task fan-out sends a few hundred changes a frame.
+    const touched = new Set();
+    for (const u of batch) {
+      for (const id of Object.keys(u.nodes || {})) touched.add(id);
+      for (const id of Object.keys(u.counts || {})) touched.add(id);
+    }
+    for (const e of newEvents) if (e.event === "redelivered" && e.data.task_id) touched.add(G.baseId(e.data.task_id));
+    if (batch.some((u) => u.summary && u.summary.done)) paintAll(); // the unreached turn skipped
+    else {
+      for (const id of touched) {
+        const node = graph.nodes.get(id);
+        if (!node) continue;
+        if (node.kind === "task") graph.setState(id, stateOf(id));
+        graph.setBadge(id, badgeOf(id));
+      }
+      graph.groupStates((id) => nodes[id] || null);
+    }
     if (summary) renderSummary();
     if (newEvents.length) addEvents(newEvents);
     const now = Date.now();
