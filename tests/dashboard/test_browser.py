@@ -135,6 +135,12 @@ def test_a_run_is_canceled_from_its_page(pool, dashboard, page):
     run = submit(pool, dash_flows.gated_pair())
     page.goto(f"{dashboard.url}/runs/{run.session_id}")
     node(page, "hold", "running")
+    # The workers page shows who runs it.
+    page.goto(f"{dashboard.url}/workers")
+    row = page.wait_for_selector('#workers tr[data-state="busy"]:has-text("hold")')
+    assert "expires in" in row.text_content()
+    page.go_back()
+    node(page, "hold", "running")
     page.click("#cancel")
     page.wait_for_selector("dialog#confirm[open]")
     assert "cannot be undone" in page.text_content("dialog#confirm")

@@ -12,7 +12,8 @@
   function lease(w) {
     if (!w.lease_deadline) return "–";
     const left = w.lease_deadline - G.now();
-    return left >= 0 ? `expires in ${G.duration(left)}` : `expired ${G.duration(-left)} ago`;
+    const renewed = w.lease_age !== null && w.lease_age !== undefined ? `renewed ${G.duration(w.lease_age)} ago, ` : "";
+    return left >= 0 ? `${renewed}expires in ${G.duration(left)}` : `expired ${G.duration(-left)} ago`;
   }
 
   function row(w) {
