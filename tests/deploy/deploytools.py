@@ -27,13 +27,15 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 WORKER_DOCKERFILE = ROOT / "worker" / "Dockerfile"
-DASHBOARD_DIR = DEPLOY / "dashboard"
+#: rq-dashboard's image (service ``rq-dashboard``); graflow's dashboard runs in the worker image.
+RQ_DASHBOARD_DIR = DEPLOY / "rq-dashboard"
 
 #: Settings of the test process that must not leak into the processes a test starts.
 SCRUB = ("GRAFLOW_SECRET_KEY", "GRAFLOW_CHECKPOINT_DIR", "GRAFLOW_KEY_PREFIX", "GRAFLOW_QUEUE",
          "GRAFLOW_REDIS_URL", "REDIS_URL", "REDIS_PASSWORD", "GRAFLOW_CONCURRENCY",
          "GRAFLOW_HEARTBEAT", "GRAFLOW_MAX_REDELIVERIES", "GRAFLOW_SESSION_TTL",
-         "GRAFLOW_GRAPH_TTL", "GRAFLOW_CHECKPOINT_TTL", "GRAFLOW_CRASH_AT", "PYTHONPATH")  # fmt: skip
+         "GRAFLOW_GRAPH_TTL", "GRAFLOW_CHECKPOINT_TTL", "GRAFLOW_CRASH_AT", "PYTHONPATH",
+         "GRAFLOW_DASHBOARD_TOKEN", "GRAFLOW_DASHBOARD_USER", "GRAFLOW_DASHBOARD_PASSWORD")  # fmt: skip
 
 
 def load_compose() -> dict[str, Any]:

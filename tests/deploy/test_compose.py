@@ -1,10 +1,11 @@
 """deploy/docker-compose.yml: its structure, then its services run as local processes.
 
-Docker is not needed (nor available in CI): the ``worker`` and ``demo`` services' commands
-and environments are taken from the compose file, the image (worker/Dockerfile) and
-deploy/.env.example, and run as subprocesses. Only what is specific to the host changes:
-the Redis host ``redis`` becomes the test's Redis, the checkpoint volume a temporary
-directory, the image's /app this repository, and the key prefix and queue are private.
+Docker is not needed (nor available in CI): the ``worker``, ``demo`` and ``dashboard``
+services' commands and environments are taken from the compose file, the image
+(worker/Dockerfile) and deploy/.env.example, and run as subprocesses. Only what is specific
+to the host changes: the Redis host ``redis`` becomes the test's Redis, the checkpoint
+volume a temporary directory, the image's /app this repository, ports in the container
+free ports on loopback, and the key prefix and queue are private.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -24,10 +27,10 @@ from typing import Any
 
 import pytest
 from deploytools import (
-    DASHBOARD_DIR,
     DEPLOY,
     ENV_EXAMPLE,
     ROOT,
+    RQ_DASHBOARD_DIR,
     WORKER_DOCKERFILE,
     Procs,
     base_env,
@@ -45,7 +48,9 @@ from deploytools import (
     wait_until,
 )
 
-SERVICES = {"redis", "worker", "dashboard", "prometheus", "demo"}
+SERVICES = {"redis", "worker", "dashboard", "rq-dashboard", "prometheus", "demo"}
+#: Where graflow's dashboard listens inside its container (its entrypoint says so).
+DASHBOARD_PORT = "9182"
 
 
 def _cmd_text(value: Any) -> str:
@@ -121,20 +126,79 @@ def test_checkpoints_are_shared_by_every_replica() -> None:
     assert f"chown graflow:graflow {ckdir}" in WORKER_DOCKERFILE.read_text()
 
 
-def test_dashboard_and_demo_services() -> None:
+def _mounts(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{container path: (source, mode)}`` of a service's short-syntax volumes."""
+    out = {}
+    for item in spec.get("volumes", []):
+        source, target, *mode = str(item).split(":")
+        out[target] = (source, mode[0] if mode else "rw")
+    return out
+
+
+def test_rq_dashboard_and_demo_services() -> None:
     services = load_compose()["services"]
-    dashboard = services["dashboard"]
-    ports = [interpolate(p, {}) for p in dashboard["ports"]]
-    assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)  # loopback only
+    rq_dashboard = services["rq-dashboard"]
+    ports = [interpolate(p, {}) for p in rq_dashboard["ports"]]
+    assert ports == ["127.0.0.1:9181:9181"]  # loopback only, on its usual port
+    assert [interpolate(p, read_env_file()) for p in rq_dashboard["ports"]] == ports
+    assert "${RQ_DASHBOARD_PORT:-9181}" in rq_dashboard["ports"][0]
     assert str(interpolate(services["redis"]["ports"][0], {})).startswith("127.0.0.1:")
-    assert (DEPLOY / dashboard["build"]["context"] / "Dockerfile").exists()
-    assert service_env("dashboard", {})["RQ_DASHBOARD_REDIS_URL"].startswith("redis://redis:")
-    assert dashboard["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert (DEPLOY / rq_dashboard["build"]["context"]).resolve() == RQ_DASHBOARD_DIR
+    assert (RQ_DASHBOARD_DIR / "Dockerfile").exists()
+    assert service_env("rq-dashboard", {})["RQ_DASHBOARD_REDIS_URL"].startswith("redis://redis:")
+    assert rq_dashboard["depends_on"]["redis"]["condition"] == "service_healthy"
     demo = services["demo"]
     assert demo["profiles"] == ["demo"]  # not started by a plain `up`
     assert demo["image"] == services["worker"]["image"] and demo["build"] == services["worker"]["build"]
     argv = service_argv("demo", read_env_file())
     assert argv[:3] == ["graflow", "submit", "examples.pool_demo:wf"] and "--wait" in argv
+
+
+def test_dashboard_service_runs_graflow_dashboard_in_the_worker_image() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    dashboard, worker = services["dashboard"], services["worker"]
+    assert dashboard["image"] == worker["image"] and dashboard["build"] == worker["build"]
+    argv = service_argv("dashboard", read_env_file())
+    assert argv == ["graflow", "dashboard", "--host", "0.0.0.0", "--port", DASHBOARD_PORT, "--no-auth"]
+    # published on the host's loopback only, to the port it listens on
+    ports = [str(interpolate(p, read_env_file())) for p in dashboard["ports"]]
+    assert ports == [f"127.0.0.1:9182:{DASHBOARD_PORT}"]
+    assert [str(interpolate(p, {"GRAFLOW_DASHBOARD_PORT": "8000"})) for p in dashboard["ports"]] == [
+        f"127.0.0.1:8000:{DASHBOARD_PORT}"
+    ]
+    # the workers' settings, their lease length, and optional credentials (empty: none)
+    env = service_env("dashboard", read_env_file())
+    worker_env = service_env("worker", read_env_file())
+    shared = ("GRAFLOW_REDIS_URL", "REDIS_PASSWORD", "GRAFLOW_SECRET_KEY", "GRAFLOW_KEY_PREFIX",
+              "GRAFLOW_CHECKPOINT_DIR", "GRAFLOW_HEARTBEAT")  # fmt: skip
+    assert {k: env[k] for k in shared} == {k: worker_env[k] for k in shared}
+    assert {k: env[k] for k in ("GRAFLOW_DASHBOARD_TOKEN", "GRAFLOW_DASHBOARD_USER", "GRAFLOW_DASHBOARD_PASSWORD")} == {
+        "GRAFLOW_DASHBOARD_TOKEN": "", "GRAFLOW_DASHBOARD_USER": "", "GRAFLOW_DASHBOARD_PASSWORD": ""}  # fmt: skip
+    set_env = service_env("dashboard", {"GRAFLOW_DASHBOARD_TOKEN": "t0k", "GRAFLOW_HEARTBEAT": "7"})
+    assert set_env["GRAFLOW_DASHBOARD_TOKEN"] == "t0k" and set_env["GRAFLOW_HEARTBEAT"] == "7"
+    assert "GRAFLOW_METRICS_PORT" not in env  # a worker's setting, not the dashboard's
+    # the workers' checkpoints, at the path the workers record them under, read-only
+    ckdir = env["GRAFLOW_CHECKPOINT_DIR"]
+    mounts, worker_mounts = _mounts(dashboard), _mounts(worker)
+    assert mounts[ckdir] == ("checkpoints", "ro") and worker_mounts[ckdir] == ("checkpoints", "rw")
+    assert "checkpoints" in (compose.get("volumes") or {})
+    assert dashboard["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert dashboard["restart"] == "unless-stopped"
+    # its own healthcheck, not the image's `graflow worker --check`: /healthz, with python
+    check = dashboard["healthcheck"]
+    assert not check.get("disable") and check["test"][:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{DASHBOARD_PORT}/healthz" in check["test"][3]
+    assert parse_duration(check["interval"]) <= 60 and check["retries"] >= 1
+    assert parse_duration(check["timeout"]) > 5  # longer than the probe's own urlopen timeout
+
+
+def test_dashboard_service_needs_its_no_auth_flag_to_listen_on_every_address() -> None:
+    """Without --no-auth and without credentials, `--host 0.0.0.0` is refused (exit 2): the
+    flag is what lets the container listen; the host's loopback is then the boundary."""
+    argv = [a for a in service_argv("dashboard", read_env_file()) if a != "--no-auth"]
+    proc = subprocess.run(local_argv(argv), env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "refusing to serve 0.0.0.0 without credentials" in proc.stderr, proc.stderr
 
 
 def test_prometheus_scrapes_every_worker_replica() -> None:
@@ -266,6 +330,9 @@ def run_pool_and_demo(redis_url: str, tmp_path: Path, extra: dict[str, str] | No
         assert [m.name for m in metas] == [f"session_{session_id}_step_6.meta.json"]
         assert json.loads(metas[0].read_text())["user_metadata"]["stage"] == "merged"
 
+        # the dashboard service, on the same Redis, prefix and checkpoint volume, shows the run
+        _run_dashboard_service(procs, host_env("dashboard"), values, session_id, workdir)
+
         # every replica serves /metrics; together they ran the demo's tasks
         completed = 0.0
         for port in metrics_ports:
@@ -286,6 +353,72 @@ def run_pool_and_demo(redis_url: str, tmp_path: Path, extra: dict[str, str] | No
         procs.stop_all()
         _rq_cleanup(client, prefix, queue)
         client.close()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def _flag(argv: list[str], flag: str, container_value: str, host_value: str) -> list[str]:
+    """``argv`` with ``flag``'s value, the container's, swapped for the host's."""
+    i = argv.index(flag)
+    assert argv[i + 1] == container_value, argv
+    return [*argv[: i + 1], host_value, *argv[i + 2 :]]
+
+
+def _run_dashboard_service(procs: Procs, env: dict[str, str], values: dict[str, str], session_id: str,
+                           workdir: Path) -> None:  # fmt: skip
+    """The ``dashboard`` service's command, environment and healthcheck, run here: it answers
+    /healthz, lists the demo's run as completed and reads its checkpoint's meta.json from the
+    volume; credentials set in .env are asked for despite --no-auth."""
+    spec = load_compose()["services"]["dashboard"]
+    port = _free_port()
+    # host-specific only: the container's every-address listener becomes one on loopback
+    argv = local_argv(service_argv("dashboard", values))
+    argv = _flag(_flag(argv, "--host", "0.0.0.0", "127.0.0.1"), "--port", DASHBOARD_PORT, str(port))
+    assert argv[-1] == "--no-auth"
+    base = f"http://127.0.0.1:{port}"
+    test = interpolate(spec["healthcheck"]["test"], values)
+    assert test[:2] == ["CMD", "python"]
+    probe = [sys.executable, *test[2:-1], test[-1].replace(f"127.0.0.1:{DASHBOARD_PORT}/", f"127.0.0.1:{port}/")]
+    assert probe[-1] != test[-1]
+
+    def healthcheck() -> int:
+        return subprocess.run(probe, env=base_env(), capture_output=True, timeout=30).returncode
+
+    dashboard = procs.start(argv, env, workdir)
+
+    def up() -> bool:
+        assert dashboard.poll() is None, procs.log(dashboard)
+        return f"graflow dashboard on {base}/" in procs.log(dashboard)
+
+    wait_until(up, 30, "the dashboard to listen")
+    assert _get(f"{base}/healthz") == (200, {"ok": True})  # no credentials needed
+    assert healthcheck() == 0  # the service's own healthcheck
+    token = values.get("GRAFLOW_DASHBOARD_TOKEN") or ""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    if token:
+        assert env["GRAFLOW_DASHBOARD_TOKEN"] == token
+        assert _get(f"{base}/api/runs")[0] == 401  # --no-auth does not switch a token off
+        assert _get(f"{base}/api/runs", {"authorization": "Bearer wrong"})[0] == 401
+    status, doc = _get(f"{base}/api/runs", headers)
+    assert status == 200, doc
+    [row] = [r for r in doc["runs"] if r["session_id"] == session_id]
+    assert row["state"] == "completed" and row["done"]
+    assert doc["prefix"] == env["GRAFLOW_KEY_PREFIX"]
+    status, run = _get(f"{base}/api/runs/{session_id}", headers)
+    assert status == 200, run
+    [checkpoint] = run["checkpoints"]  # meta.json, read from the checkpoint volume
+    assert checkpoint["readable"] and checkpoint["metadata"]["stage"] == "merged", checkpoint
+    # stopped, the healthcheck fails
+    os.killpg(dashboard.pid, signal.SIGTERM)
+    dashboard.wait(20)
+    assert healthcheck() != 0
 
 
 @pytest.mark.redis
@@ -337,15 +470,17 @@ def test_redis_service_with_password_serves_workers_and_demo(tmp_path: Path) -> 
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert (data / "appendonlydir").is_dir()
         client.close()
-        # workers and the demo get the password from REDIS_PASSWORD, not from the URL
-        run_pool_and_demo(f"redis://127.0.0.1:{port}/0", tmp_path, {"REDIS_PASSWORD": password}, 1)
+        # workers, the demo and the dashboard get the password from REDIS_PASSWORD, not from
+        # the URL; the dashboard, given a token in .env, asks for it
+        run_pool_and_demo(f"redis://127.0.0.1:{port}/0", tmp_path,
+                          {"REDIS_PASSWORD": password, "GRAFLOW_DASHBOARD_TOKEN": "s3cret-t0ken"}, 1)  # fmt: skip
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
 
 
-def test_dashboard_launcher_fills_in_the_password() -> None:
-    spec = importlib.util.spec_from_file_location("dashboard_run", DASHBOARD_DIR / "run.py")
+def test_rq_dashboard_launcher_fills_in_the_password() -> None:
+    spec = importlib.util.spec_from_file_location("rq_dashboard_run", RQ_DASHBOARD_DIR / "run.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

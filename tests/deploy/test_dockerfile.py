@@ -1,4 +1,4 @@
-"""worker/Dockerfile, the dashboard's Dockerfile and .dockerignore, checked without Docker.
+"""worker/Dockerfile, rq-dashboard's Dockerfile and .dockerignore, checked without Docker.
 
 The slow test builds a wheel from exactly the files the worker image copies (after
 .dockerignore), as its ``pip install .`` does, so a file missing from the COPY lines or
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from deploytools import (
-    DASHBOARD_DIR,
     ROOT,
+    RQ_DASHBOARD_DIR,
     WORKER_DOCKERFILE,
     copy_sources,
     dockerfile_env,
@@ -34,7 +34,7 @@ def _final_user(path: Path) -> str | None:
     return last(path, "USER")
 
 
-@pytest.mark.parametrize("path", [WORKER_DOCKERFILE, DASHBOARD_DIR / "Dockerfile"], ids=["worker", "dashboard"])
+@pytest.mark.parametrize("path", [WORKER_DOCKERFILE, RQ_DASHBOARD_DIR / "Dockerfile"], ids=["worker", "rq-dashboard"])
 def test_slim_official_base_and_non_root_user(path: Path) -> None:
     words = [w for w, _ in dockerfile_instructions(path)]
     base = last(path, "FROM")
@@ -60,12 +60,15 @@ def test_worker_image_runs_graflow_worker_from_env() -> None:
     assert env["PYTHONPATH"] == "/app" and workdirs[-1] == "/app"
     assert "examples/" in copy_sources(WORKER_DOCKERFILE)
     assert env["GRAFLOW_CHECKPOINT_DIR"].startswith("/data/")
+    # one image for every graflow command: the dashboard's extra is installed too
+    install = re.search(r"pip install '/src\[([a-z,]+)\]'", WORKER_DOCKERFILE.read_text())
+    assert install and {"metrics", "rich", "dashboard"} <= set(install.group(1).split(","))
 
 
 @pytest.mark.parametrize(
     ("dockerfile", "context"),
-    [(WORKER_DOCKERFILE, ROOT), (DASHBOARD_DIR / "Dockerfile", DASHBOARD_DIR)],
-    ids=["worker", "dashboard"],
+    [(WORKER_DOCKERFILE, ROOT), (RQ_DASHBOARD_DIR / "Dockerfile", RQ_DASHBOARD_DIR)],
+    ids=["worker", "rq-dashboard"],
 )
 def test_every_copy_source_is_in_the_build_context(dockerfile: Path, context: Path) -> None:
     patterns = dockerignore_patterns(context)
@@ -81,7 +84,9 @@ def test_build_contexts_match_the_compose_file() -> None:
     worker = services["worker"]["build"]
     assert (ROOT / "deploy" / worker["context"]).resolve() == ROOT
     assert (ROOT / worker["dockerfile"]).resolve() == WORKER_DOCKERFILE
-    assert (ROOT / "deploy" / services["dashboard"]["build"]["context"]).resolve() == DASHBOARD_DIR
+    assert (ROOT / "deploy" / services["rq-dashboard"]["build"]["context"]).resolve() == RQ_DASHBOARD_DIR
+    # graflow's dashboard is no image of its own: it runs in the workers' image
+    assert services["dashboard"]["build"] == worker and services["dashboard"]["image"] == services["worker"]["image"]
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -123,4 +128,9 @@ def test_package_builds_from_exactly_the_copied_files(tmp_path: Path) -> None:
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "graflow = graflow.cli:main" in zf.read(entry_points).decode()  # the ENTRYPOINT
     assert "graflow/cli/worker.py" in names and "graflow/py.typed" in names
+    # `graflow dashboard` in the image: its pages ship in the wheel, its extra is declared
+    assert {"graflow/dashboard/static/runs.html", "graflow/dashboard/static/run.js"} <= set(names)
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Provides-Extra: dashboard" in metadata
     assert not any("__pycache__" in n or n.startswith(("tests/", "examples/")) for n in names)

@@ -1,4 +1,4 @@
-"""Start rq-dashboard on the graflow Redis (the ``dashboard`` service of docker-compose.yml).
+"""Start rq-dashboard on the graflow Redis (the ``rq-dashboard`` service of docker-compose.yml).
 
 The Redis URL comes from ``RQ_DASHBOARD_REDIS_URL`` (compose passes GRAFLOW_REDIS_URL) and
 ``REDIS_PASSWORD`` fills in a password the URL does not carry, URL-quoted, the way graflow's
