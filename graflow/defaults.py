@@ -54,6 +54,8 @@ DEFAULT_LOG_CAPTURE_BYTES = 64 * 1024
 LOG_STREAM_MAXLEN = 10000
 #: Seconds between the live flushes of a running attempt's output.
 LOG_FLUSH_INTERVAL = 0.5
+#: Channel keys noted per task as written (``P:session:{S}:writes``); past it, a marker.
+WRITTEN_KEYS_CAP = 256
 
 # -- checkpoints ------------------------------------------------------------------------
 #: ``GRAFLOW_CHECKPOINT_DIR``: where relative checkpoint paths go.

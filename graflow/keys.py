@@ -153,13 +153,19 @@ class SessionKeys:
         """Hash: checkpoint location -> JSON ``{time, steps}`` of every checkpoint written."""
         return self.part("checkpoints")
 
+    @property
+    def writes(self) -> str:
+        """Hash: task id -> JSON list of the channel keys its attempts wrote (pooled runs;
+        graflow.distributed.run_writes writes and reads it)."""
+        return self.part("writes")
+
     def fixed(self) -> list[str]:
         """Every fixed-name key of the session (dynamic-task and group keys come from sets)."""
         return [
             self.meta, self.pending, self.running, self.done, self.completed, self.cycles,
             self.retries, self.joins, self.known, self.cycled, self.groups, self.handover, self.log,
             self.dynkeys, self.workers, self.output, self.shape, self.parents,
-            self.checkpoints,
+            self.checkpoints, self.writes,
         ]  # fmt: skip
 
     def pattern(self) -> str:

@@ -13,6 +13,10 @@ refused write changes nothing, is logged once per attempt, and raises
 attempt (``graflow.distributed.pool_engine``). Reads are not fenced. Releasing a lock
 stays redis-py's (it only deletes the lock this attempt holds).
 
+Each accepted write notes its key in ``written`` (``graflow.channels.written``): set,
+append, prepend, atomic_add, delete (of a key that was there) and clear (the keys it
+deleted). Taking a lock writes a lock key, not a channel key: not noted.
+
 The in-process engine never uses this class: its channels are plain ``RedisChannel``.
 """
 
@@ -26,11 +30,14 @@ from redis.lock import Lock
 from graflow import codec, keys
 from graflow.channels import _redis_scripts as lua
 from graflow.channels.redis_channel import RedisChannel
+from graflow.channels.written import WrittenKeys
 from graflow.exceptions import AttemptSupersededError
 
 __all__ = ["FencedRedisChannel", "superseded"]
 
 log = logging.getLogger("graflow.channels")
+#: The replies of a script that wrote its key (a conversion round or an error wrote nothing).
+_WROTE = {"set": (b"ok",), "push": (b"ok",), "add": (b"i", b"f")}
 
 
 class FencedRedisChannel(RedisChannel):
@@ -77,13 +84,17 @@ class FencedRedisChannel(RedisChannel):
         self.task_id = task_id or spec_id
         self.superseded = False
         self._logged = False
+        self.written = WrittenKeys()
 
     def _eval(self, name: str, names: list[Any], args: list[Any], key: str) -> Any:
         reply = self._script(f"fenced:{name}")(
             keys=[*names, *self._owner_keys], args=[*args, self.spec_id, self.attempt]
         )
-        if reply[0] == b"superseded":
+        tag = reply[0]
+        if tag == b"superseded":
             raise self._refused(key, reply[1].decode())
+        if tag in _WROTE.get(name, ()):
+            self.written.add(key)
         return reply
 
     def _refused(self, key: str, reason: str) -> AttemptSupersededError:
@@ -101,7 +112,12 @@ class FencedRedisChannel(RedisChannel):
         self._eval("set", [self._k(key)], [data, "" if px is None else str(px)], key)
 
     def _unlink(self, names: list[bytes], key: str) -> int:
-        return int(self._eval("unlink", names, [], key)[1])
+        deleted = int(self._eval("unlink", names, [], key)[1])
+        if deleted:  # a delete of a missing key changed nothing
+            cut = len(self._k(""))
+            for name in names:
+                self.written.add(name[cut:].decode("utf-8", "surrogateescape"))
+        return deleted
 
     def _new_lock(self, key: str, timeout: float) -> Any:
         lk = self._redis().lock(self._lock_key(key), timeout=self.lock_lease,

@@ -22,6 +22,7 @@ from graflow.distributed import dispatch
 from graflow.distributed.attempt_info import AttemptInfo
 from graflow.distributed.pool_context import PoolContext
 from graflow.distributed.pool_engine import Branch, PoolEngine
+from graflow.distributed.run_writes import flush_writes
 from graflow.distributed.session import SessionStore
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import decode, encode
@@ -127,6 +128,10 @@ def execute(
         engine.fail_final(store, secret_key, wire.task_id, exc, exc, ctx.channel)
         _report(info, engine)
         raise
+    finally:
+        # The keys noted after the step's own flush (pool_engine): a thread of the task
+        # still writing, an attempt redelivered after an outage. Usually none: no round trip.
+        flush_writes(client, ctx.channel)
     _report(info, engine)
     return engine.outcome
 

@@ -13,6 +13,7 @@ import logging
 import time
 import traceback
 import uuid
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,6 +25,7 @@ from graflow.core.scheduler import CANCEL, TERMINATE
 from graflow.core.timeout import AttemptGuard, default_timeout
 from graflow.distributed import dispatch
 from graflow.distributed.redis_lost import lost_redis
+from graflow.distributed.run_writes import flush_writes
 from graflow.distributed.spec import TaskSpec as Wire
 from graflow.distributed.spec import encode
 from graflow.exceptions import ValueTooLargeError
@@ -131,6 +133,8 @@ class PoolEngine(WorkflowEngine):
         group: Any,
     ) -> None:
         pctx: PoolContext = ctx  # type: ignore[assignment]
+        # The channel keys the task wrote go before the step: a completed task's are listed.
+        flush_writes(pctx.store.client, pctx.channel)
         if superseded(pctx.channel):  # the task caught the refusal and returned: still late
             self.drop_superseded()
             return
@@ -273,11 +277,14 @@ class PoolEngine(WorkflowEngine):
         pctx: PoolContext = ctx  # type: ignore[assignment]
         self.error_type = type(exc).__name__
         if superseded(pctx.channel, exc):
+            flush_writes(pctx.store.client, pctx.channel)
             self.drop_superseded()
             return
         if self.wire.redeliveries < max_redeliveries() and lost_redis(pctx.store.client, exc):
+            # The keys written are flushed once Redis is back (graflow.distributed.executor).
             self.redeliver_after_outage(pctx.store, pctx.secret_key, exc)
             return
+        flush_writes(pctx.store.client, pctx.channel)
         delay, error = ctx.core.on_failure(spec.task_id, base_id, exc, ctx.retry_controller)
         if delay is None:
             self.fail_final(pctx.store, pctx.secret_key, spec.task_id, error, exc, pctx.channel)
@@ -358,8 +365,11 @@ class PoolEngine(WorkflowEngine):
             },
         }
         if channel is not None:
+            key = f"{task_id}.__result__"
+            written = getattr(channel, "written", None)
             try:
-                channel.set(f"{task_id}.__result__", exc)  # the failing task's result
+                with written.unnoted(key) if written is not None else nullcontext():
+                    channel.set(key, exc)  # the failing task's result, not a write of the task
             except Exception:
                 logger.debug("could not store the exception of %s as its result", task_id, exc_info=True)
         if superseded(channel, exc):  # that write, fenced, found another attempt owning the task

@@ -27,7 +27,7 @@ local function finish(state, reason, now, ttl)
   redis.call('HSET', root, 'state', state, 'stop_reason', reason, 'updated_at', now, 'finished_at', now)
   local names = {'', ':pending', ':running', ':done', ':completed', ':cycles', ':retries', ':joins',
                  ':known', ':cycled', ':groups', ':handover', ':log', ':dynkeys', ':workers', ':output',
-                 ':shape', ':parents', ':checkpoints'}
+                 ':shape', ':parents', ':checkpoints', ':writes'}
   for _, name in ipairs(names) do redis.call('EXPIRE', root .. name, ttl) end
   for _, t in ipairs(redis.call('SMEMBERS', k('known'))) do redis.call('EXPIRE', k('dyn:' .. t), ttl) end
   for _, name in ipairs(redis.call('SMEMBERS', k('dynkeys'))) do redis.call('EXPIRE', name, ttl) end

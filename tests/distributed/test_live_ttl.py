@@ -39,6 +39,8 @@ def test_a_run_longer_than_the_graph_ttl_completes_then_expires(
         wait_until(lambda: run.channel.get("waiting") and run.channel.get("extra"), 30, "t3 at its gate, extra done")
         live = [graph_key.encode(), *session_keys(client, pool.prefix, run.session_id)]
         assert any(b":dyn:" in k for k in live) and any(b":channel:" in k for k in live), live
+        # the keys t1 and t2 wrote, recorded with their commits
+        assert keys.SessionKeys(pool.prefix, run.session_id).writes.encode() in live, live
         assert all(client.ttl(k) == -1 for k in live), {k: client.ttl(k) for k in live}
     finally:
         release(run)
