@@ -50,6 +50,9 @@ def test_a_fan_out_with_a_loop_live_then_completed(pool, dashboard):
     assert join["result"]["present"] and join["result"]["type"] == "dict"
     # User data comes back as data: the page puts it in the DOM as text.
     assert '"<b>not markup</b>": 1' in join["result"]["text"]
+    middle = dashboard.get(f"/api/runs/{run.session_id}/tasks/middle")
+    assert middle["writes"] == ["waiting", "middle.out"]
+    assert dashboard.get(f"/api/runs/{run.session_id}/tasks/left")["writes"] == []
     start = dashboard.get(f"/api/runs/{run.session_id}/tasks/start")
     assert any("starting the fan-out" in e.get("text", "") for e in start["logs"])
     assert start["attempts"][0]["worker"].startswith(pool.prefix)

@@ -115,6 +115,7 @@ def test_a_run_is_followed_live_through_a_lost_worker(redis_url, fast_pool, page
         page.wait_for_selector("#task-panel h2")
         panel = page.text_content("#task-panel")
         assert "lost" in panel and "completed" in panel
+        page.wait_for_selector('#task-panel .writes li:has-text("middle.out")')
         page.click('#graph [data-task="join"]')
         page.wait_for_selector("#task-panel pre.result")
         assert "<b>not markup</b>" in page.text_content("#task-panel pre.result")
