@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from graflow import keys
 from graflow.codec import SecretKey
 from graflow.core.cycle import base_task_id
@@ -128,7 +130,10 @@ class Backend:
         from graflow.distributed.run import WorkflowRun
 
         name = f"{keys.channel_prefix(self.prefix, session_id)}{task_id}.__result__"
-        size = int(self.client.strlen(name) or 0)
+        try:
+            size = int(self.client.strlen(name) or 0)
+        except redis.ResponseError:  # a list or hash a task wrote under that name: not a result
+            return {"present": True, "size": None, "text": "", "note": "not a result value (a list or hash)"}
         if not size:
             return {"present": False}
         if size > PREVIEW_MAX_BYTES:
@@ -142,7 +147,7 @@ class Backend:
         if value is _MISSING:
             return {"present": False}
         try:
-            text = json.dumps(value, indent=2, sort_keys=True, default=repr)
+            text = json.dumps(value, indent=2, sort_keys=True)
         except (TypeError, ValueError):
             text = repr(value)
         cut = len(text) > PREVIEW_CHARS

@@ -124,3 +124,15 @@ def fan_out(width: int) -> WorkflowContext:
 
         head >> parallel(*[make(i) for i in range(width)]) >> tail
     return wf
+
+
+def pickled_result() -> WorkflowContext:
+    """``make`` returns a set: a value JSON cannot hold, so the channel stores it pickled
+    (signed when the pool has a key)."""
+    with workflow("pickled-result") as wf:
+
+        @task
+        def make() -> set[int]:
+            return {1, 2, 3}
+
+    return wf

@@ -158,3 +158,29 @@ def test_the_pages_are_served_with_a_strict_policy(dashboard):
         assert "'unsafe-inline'" not in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
     assert dashboard.get("/healthz") == {"ok": True}
+
+
+def test_results_are_previewed_only_with_the_pools_key(redis_url):
+    """With GRAFLOW_SECRET_KEY on the pool, a dashboard with the same key shows a result; one
+    with another key refuses it and says why (it never loads a payload it cannot verify)."""
+    from dashboard_server import Dashboard
+    from workerpool import Pool
+
+    key, other = "k" * 32, "x" * 32
+    with Pool(redis_url, size=1, extra_paths=[str(dash_flows.__file__).rsplit("/", 1)[0]],
+              GRAFLOW_SECRET_KEY=key, GRAFLOW_SESSION_TTL="300") as pool:  # fmt: skip
+        run = submit(pool, dash_flows.pickled_result(), secret_key=key)
+        run.wait(30)
+        same = Dashboard(redis_url, pool.prefix, GRAFLOW_SECRET_KEY=key)
+        wrong = Dashboard(redis_url, pool.prefix, GRAFLOW_SECRET_KEY=other)
+        try:
+            shown = same.get(f"/api/runs/{run.session_id}/tasks/make")["result"]
+            assert shown["type"] == "set" and shown["text"] == "{1, 2, 3}"
+            refused = wrong.get(f"/api/runs/{run.session_id}/tasks/make")["result"]
+            assert refused["present"] and refused["text"] == ""
+            assert refused["note"].startswith("cannot preview: ") and "signature" in refused["note"].lower()
+            # The rest of the page does not depend on the key.
+            assert wrong.get(f"/api/runs/{run.session_id}")["summary"]["state"] == "completed"
+        finally:
+            same.stop()
+            wrong.stop()
