@@ -136,3 +136,28 @@ def pickled_result() -> WorkflowContext:
             return {1, 2, 3}
 
     return wf
+
+
+def spawner() -> WorkflowContext:
+    """``spawn`` waits at gate ``go``, then adds task ``child`` (``next_task``), which
+    waits at gate ``go2``; ``last`` follows ``spawn``."""
+    with workflow("spawner") as wf:
+
+        @task(inject_context=True)
+        def spawn(ctx: Any) -> str:
+            gate(ctx, "go")
+
+            @task("child", inject_context=True)
+            def child(ctx: Any) -> str:
+                gate(ctx, "go2")
+                return "child"
+
+            ctx.next_task(child)
+            return "spawn"
+
+        @task
+        def last() -> str:
+            return "last"
+
+        spawn >> last
+    return wf

@@ -184,3 +184,20 @@ def test_results_are_previewed_only_with_the_pools_key(redis_url):
         finally:
             same.stop()
             wrong.stop()
+
+
+def test_a_task_added_at_run_time_joins_the_graph(pool, dashboard):
+    run = submit(pool, dash_flows.spawner())
+    wait_until(_waiting(run, "spawn"), 30, "spawn at its gate")
+    doc = dashboard.get(f"/api/runs/{run.session_id}")
+    assert "child" not in {n["id"] for n in doc["shape"]["nodes"]}
+    run.channel.set("go", True)
+    wait_until(_waiting(run, "child"), 30, "child at its gate")
+    doc = dashboard.get(f"/api/runs/{run.session_id}")
+    child = next(n for n in doc["shape"]["nodes"] if n["id"] == "child")
+    assert child["dynamic"] and ["spawn", "child"] in doc["shape"]["edges"]
+    assert doc["nodes"]["child"] == "running" and "child" in doc["layout"]["nodes"]
+    assert dashboard.get(f"/api/runs/{run.session_id}/tasks/child")["parent"] == "spawn"
+    run.channel.set("go2", True)
+    run.wait(30)
+    assert dashboard.get(f"/api/runs/{run.session_id}")["nodes"]["child"] == "completed"

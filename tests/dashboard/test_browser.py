@@ -183,3 +183,16 @@ def test_a_refused_action_says_why(pool, dashboard, page, page_errors):
     assert "already ended (completed)" in page.text_content("#notice")
     assert page_errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
     page_errors.clear()
+
+
+def test_a_task_added_at_run_time_appears_on_the_page(pool, dashboard, page):
+    run = submit(pool, dash_flows.spawner())
+    page.goto(f"{dashboard.url}/runs/{run.session_id}")
+    node(page, "spawn", "running")
+    assert page.query_selector('#graph [data-task="child"]') is None
+    run.channel.set("go", True)
+    node(page, "child", "running")  # drawn when it appears, with an edge from spawn
+    assert "dynamic" in page.get_attribute('#graph [data-task="child"]', "class")
+    run.channel.set("go2", True)
+    node(page, "child", "completed")
+    page.wait_for_selector('#state [data-state="completed"]')
