@@ -407,6 +407,9 @@ redis.call('HSET', root, 'last_checkpoint', ARGV[1])
 local t = redis.call('TIME')
 redis.call('HSET', k('checkpoints'), ARGV[1], enc({time = tonumber(t[1]) + tonumber(t[2]) / 1e6,
                                                    steps = tonumber(redis.call('HGET', root, 'steps') or '0')}))
+-- A checkpoint deferred past the run's end: the list takes the run's remaining TTL.
+local left = redis.call('PTTL', root)
+if left > 0 then redis.call('PEXPIRE', k('checkpoints'), left) end
 event('checkpoint', {location = ARGV[1]})
 if #ARGV > 1 then redis.call('HDEL', root, unpack(ARGV, 2)) end
 return enc({status = 'ok'})
