@@ -53,7 +53,7 @@ class Backend:
         return {"now": now, "prefix": self.prefix, "runs": [_run_row(r, now) for r in rows]}
 
     # -- one run -------------------------------------------------------------------
-    def state(self, session_id: str) -> run_detail.RunState:
+    def state(self, session_id: str) -> run_detail.LiveRun:
         state = run_detail.run_state(self.client, self.prefix, session_id)
         if state is None:
             raise SessionNotFoundError(session_id, f"prefix {self.prefix!r}")
@@ -75,8 +75,8 @@ class Backend:
             "shape": shape, "layout": layout(shape), "nodes": nodes, "counts": state.counts,
             "attempts": {t: len(a) for t, a in attempts.items()},
             "redelivered": _redelivered(attempts),
-            "checkpoints": self.checkpoints(session_id), "error": run_detail.failure(self.client, self.prefix, session_id),
-            "running": [a.to_dict() for a in run_view.running_attempts(self.client, self.prefix, session_id)],
+            "checkpoints": self.checkpoints(session_id), "error": run_detail.failure(self.client, self.prefix, state.summary),
+            "running": [a.to_dict() for a in state.running],
             "events": [e.to_dict() for e in events[-PAGE_EVENTS:]], "events_total": len(events),
             "last_event": events[-1].id if events else "0-0",
         }  # fmt: skip
@@ -110,7 +110,7 @@ class Backend:
         shape = run_detail.graph_shape(self.client, self.prefix, session_id, state)
         if task_id not in nodes and not any(n["id"] == task_id for n in shape["nodes"]):
             raise KeyError(task_id)
-        failure = run_detail.failure(self.client, self.prefix, session_id)
+        failure = run_detail.failure(self.client, self.prefix, state.summary)
         logs = [e.to_dict() for e in read_logs(self.client, self.prefix, session_id)
                 if base_task_id(e.task_id) == task_id][-TASK_LOG_ENTRIES:]  # fmt: skip
         cycles, retries = state.counts.get(task_id, [0, 0])
@@ -181,7 +181,7 @@ def _run_row(summary: run_view.RunSummary, now: float) -> dict[str, Any]:
     return row
 
 
-def _with_event_states(state: run_detail.RunState, attempts: dict[str, list[run_detail.Attempt]]) -> dict[str, str]:
+def _with_event_states(state: run_detail.LiveRun, attempts: dict[str, list[run_detail.Attempt]]) -> dict[str, str]:
     """Node states, with what only the log tells: a branch that failed inside a group
     (the run goes on, so the session names no failed task)."""
     nodes = dict(state.nodes)

@@ -22,6 +22,7 @@ from graflow import keys
 from graflow.distributed.dispatch import parse_job_id
 from graflow.distributed.rqapi import layout
 from graflow.distributed.rqapi import workers as rq_workers
+from graflow.distributed.run_view import leased_jobs
 from graflow.redisconn import as_text
 
 #: ``state`` of a worker whose rq heartbeat key (its hash) expired while its name is
@@ -183,14 +184,11 @@ def _registered(queues: Sequence[str] | None, members: list[Any]) -> dict[str, l
 
 
 def _leased(leases: list[tuple[Any, float]]) -> dict[str, _Attempt]:
-    """rq job id -> the graflow attempt holding a lease (members ``{job_id}:{execution_id}``)."""
+    """rq job id -> the graflow attempt holding a lease."""
     attempts: dict[str, _Attempt] = {}
-    for member, score in leases:
-        job = as_text(member).rpartition(":")[0]
+    for job, deadline in leased_jobs(leases).items():
         parts = parse_job_id(job)
         if parts is not None:
-            old = attempts.get(job)
-            deadline = float(score) if old is None or old.deadline is None else max(old.deadline, float(score))
             attempts[job] = _Attempt(*parts, record=None, deadline=deadline)
     return attempts
 

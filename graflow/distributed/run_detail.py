@@ -21,24 +21,21 @@ from graflow.distributed import run_view
 from graflow.distributed.run_shape import decode_shape
 from graflow.redisconn import as_text
 
-#: Node states, in the order a legend lists them.
-NODE_STATES = ("pending", "queued", "running", "redelivered", "lost", "completed", "failed", "skipped", "canceled")
-
 
 @dataclass
-class RunState:
-    """What changes while a run goes on: the summary and each node's state and counters."""
+class LiveRun:
+    """What changes while a run goes on: the summary, each node's state and counters, and
+    the attempts running now."""
 
     summary: run_view.RunSummary
-    #: task id -> one of NODE_STATES (tasks and groups the run has reached or knows of).
+    #: task id -> pending, queued, running, redelivered, lost, completed, failed or
+    #: canceled (tasks and groups the run has reached or knows of; docs/dashboard.md).
     nodes: dict[str, str] = field(default_factory=dict)
     #: task id -> [cycles, retries]: loop iterations started, retries used.
     counts: dict[str, list[int]] = field(default_factory=dict)
     #: dynamic task id -> the task that added it.
     parents: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary.to_dict(), "nodes": self.nodes, "counts": self.counts, "parents": self.parents}
+    running: list[run_view.RunningAttempt] = field(default_factory=list)
 
 
 def _specs(values: Iterable[Any]) -> list[dict[str, Any]]:
@@ -53,15 +50,7 @@ def _specs(values: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _running_spec(doc: dict[str, Any]) -> dict[str, Any]:
-    try:
-        spec = msgspec.json.decode(doc.get("spec") or "{}")
-    except (msgspec.DecodeError, TypeError):
-        return {}
-    return spec if isinstance(spec, dict) else {}
-
-
-def run_state(client: Any, prefix: str, session_id: str) -> RunState | None:
+def run_state(client: Any, prefix: str, session_id: str) -> LiveRun | None:
     """The run's current state (None when its keys are gone), in one pipeline."""
     k = keys.SessionKeys(prefix, session_id)
     pipe = client.pipeline(transaction=False)
@@ -80,13 +69,7 @@ def run_state(client: Any, prefix: str, session_id: str) -> RunState | None:
     if summary is None:
         return None
     completed, running, pending, cycles, retries, known, parents, leases, (sec, usec) = replies[6:]
-    now = sec + usec / 1e6
-    head = f"gf-{session_id}-"
-    deadlines = {}
-    for member, score in leases:
-        job = as_text(member).rpartition(":")[0]
-        if job.startswith(head):
-            deadlines[job[len(head) :]] = float(score)
+    attempts = run_view.parse_running(session_id, running, leases, sec + usec / 1e6)
     # A loop's iterations (``next_iteration``: ``{base}_cycle_{n}_{hex}``) are drawn as their
     # base task, which shows the state of the latest one and the count of iterations.
     nodes: dict[str, str] = {}
@@ -101,21 +84,16 @@ def run_state(client: Any, prefix: str, session_id: str) -> RunState | None:
         task_id = base_task_id(str(doc.get("task_id") or ""))
         if task_id:
             nodes[task_id] = "canceled" if final else ("redelivered" if doc.get("redeliveries") else "queued")
-    for spec_id, raw in running.items():
-        docs = _specs([raw])
-        if not docs:
-            continue
-        spec = _running_spec(docs[0])
-        task_id = base_task_id(str(spec.get("task_id") or ""))
+    for attempt in attempts:
+        task_id = base_task_id(attempt.task_id)
         if not task_id:
             continue
-        deadline = deadlines.get(f"{as_text(spec_id)}-a{int(docs[0].get('attempt') or 1)}")
         if final:
             nodes[task_id] = "canceled"
-        elif deadline is not None and deadline < now:
+        elif attempt.lost:
             nodes[task_id] = "lost"
         else:
-            nodes[task_id] = "redelivered" if spec.get("redeliveries") else "running"
+            nodes[task_id] = "redelivered" if attempt.redeliveries else "running"
     counts: dict[str, list[int]] = {}
     for name, n in cycles.items():
         counts.setdefault(as_text(name), [0, 0])[0] = int(n)
@@ -126,10 +104,12 @@ def run_state(client: Any, prefix: str, session_id: str) -> RunState | None:
         child_id, parent_id = base_task_id(as_text(child)), base_task_id(as_text(parent))
         if child_id != parent_id:  # an iteration is its base task, not a child of it
             folded[child_id] = parent_id
-    return RunState(summary=summary, nodes=nodes, counts=counts, parents=folded)
+    for attempt in attempts:
+        attempt.task_id = attempt.task_id or attempt.spec_id[:8]
+    return LiveRun(summary=summary, nodes=nodes, counts=counts, parents=folded, running=attempts)
 
 
-def graph_shape(client: Any, prefix: str, session_id: str, state: RunState | None = None) -> dict[str, Any]:
+def graph_shape(client: Any, prefix: str, session_id: str, state: LiveRun | None = None) -> dict[str, Any]:
     """The run's shape (``run_shape``) with its dynamic tasks added, each with an edge from
     the task that added it, and every node the state names that the shape lacks (a run
     submitted before shapes were kept is drawn from its states alone)."""
@@ -229,11 +209,14 @@ def checkpoints(client: Any, prefix: str, session_id: str) -> list[dict[str, Any
     return out
 
 
-def failure(client: Any, prefix: str, session_id: str) -> dict[str, str]:
-    """The run's error: failed task, type, message and traceback ({} when it has none)."""
-    values = client.hmget(keys.SessionKeys(prefix, session_id).meta, "failed_task", "error_type", "error", "traceback")
-    doc = dict(zip(("task", "type", "message", "traceback"), (as_text(v) if v else "" for v in values), strict=True))
-    return doc if any(doc.values()) else {}
+def failure(client: Any, prefix: str, summary: run_view.RunSummary) -> dict[str, str]:
+    """The run's error: failed task, type, message and traceback ({} when it has none). The
+    summary holds all but the traceback, read only for a run that has an error."""
+    if not (summary.failed_task or summary.error_type or summary.error):
+        return {}
+    traceback = client.hget(keys.SessionKeys(prefix, summary.session_id).meta, "traceback")
+    return {"task": summary.failed_task, "type": summary.error_type, "message": summary.error,
+            "traceback": as_text(traceback) if traceback else ""}  # fmt: skip
 
 
-__all__ = ["NODE_STATES", "Attempt", "RunState", "attempts", "checkpoints", "failure", "graph_shape", "run_state"]
+__all__ = ["Attempt", "LiveRun", "attempts", "checkpoints", "failure", "graph_shape", "run_state"]

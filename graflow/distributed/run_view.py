@@ -16,6 +16,7 @@ import msgspec
 
 from graflow import keys
 from graflow.distributed import liveness
+from graflow.distributed.dispatch import parse_job_id
 from graflow.distributed.session import FINAL_STATES
 from graflow.redisconn import as_text
 
@@ -89,6 +90,8 @@ class RunningAttempt:
     started_at: float | None
     #: The attempt's lease has expired: its worker is lost and a worker will redeliver it.
     lost: bool = False
+    #: Times the activation was redelivered after a lost worker before this attempt.
+    redeliveries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,6 +183,52 @@ def list_runs(
     return out[:limit]
 
 
+def leased_jobs(leases: Iterable[tuple[Any, Any]]) -> dict[str, float]:
+    """rq job id -> its lease deadline, from ``ZRANGE keys.leases(P) … WITHSCORES``
+    (members ``{job_id}:{execution_id}``; the latest deadline when a job has several)."""
+    out: dict[str, float] = {}
+    for member, score in leases:
+        job = as_text(member).rpartition(":")[0]
+        out[job] = max(out.get(job, float(score)), float(score))
+    return out
+
+
+def parse_running(session_id: str, running: dict[Any, Any], leases: Iterable[tuple[Any, Any]],
+                  now: float) -> list[RunningAttempt]:  # fmt: skip
+    """The session's ``:running`` records as attempts, oldest first, each marked ``lost``
+    when its lease expired before ``now`` (the Redis server's clock). ``task_id`` is ""
+    for a record whose spec does not name one (a producer's group placeholder)."""
+    deadlines: dict[tuple[str, int], float] = {}
+    for job, deadline in leased_jobs(leases).items():
+        parts = parse_job_id(job)
+        if parts is not None and parts[0] == session_id:
+            deadlines[(parts[1], parts[2])] = deadline
+    out = []
+    for spec_id, raw in running.items():
+        try:
+            doc = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        spec: Any = {}
+        if doc.get("spec"):
+            try:
+                spec = msgspec.json.decode(doc["spec"])
+            except (msgspec.DecodeError, TypeError):
+                spec = {}
+        spec = spec if isinstance(spec, dict) else {}
+        spec_id = as_text(spec_id)
+        attempt = int(doc.get("attempt") or 1)
+        lease_end = deadlines.get((spec_id, attempt))
+        out.append(RunningAttempt(task_id=str(spec.get("task_id") or ""), spec_id=spec_id, attempt=attempt,
+                                  worker=str(doc.get("worker") or ""), started_at=number(str(doc.get("started_at") or "")),
+                                  lost=lease_end is not None and lease_end < now,
+                                  redeliveries=int(spec.get("redeliveries") or 0)))  # fmt: skip
+    out.sort(key=lambda a: (a.started_at or 0.0, a.task_id))
+    return out
+
+
 def running_attempts(client: Any, prefix: str, session_id: str) -> list[RunningAttempt]:
     """The run's running attempts, each marked ``lost`` when its lease has expired (on the
     Redis server's clock): its worker is gone and the pool will redeliver it."""
@@ -189,32 +238,9 @@ def running_attempts(client: Any, prefix: str, session_id: str) -> list[RunningA
     pipe.zrange(keys.leases(prefix), 0, -1, withscores=True)
     pipe.time()
     running, leases, (seconds, micros) = pipe.execute()
-    now = seconds + micros / 1e6
-    deadlines: dict[str, float] = {}
-    head = f"gf-{session_id}-"
-    for member, score in leases:
-        job = as_text(member).rpartition(":")[0]
-        if job.startswith(head):
-            deadlines[job] = float(score)
-    out = []
-    for spec_id, raw in running.items():
-        try:
-            doc = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            continue
-        spec_id = as_text(spec_id)
-        attempt = int(doc.get("attempt") or 1)
-        task_id = ""
-        if doc.get("spec"):
-            try:
-                task_id = str(msgspec.json.decode(doc["spec"]).get("task_id") or "")
-            except (msgspec.DecodeError, AttributeError):
-                task_id = ""
-        deadline = deadlines.get(f"{head}{spec_id}-a{attempt}")
-        out.append(RunningAttempt(task_id=task_id or spec_id[:8], spec_id=spec_id, attempt=attempt,
-                                  worker=str(doc.get("worker") or ""), started_at=number(str(doc.get("started_at") or "")),
-                                  lost=deadline is not None and deadline < now))  # fmt: skip
-    out.sort(key=lambda a: (a.started_at or 0.0, a.task_id))
+    out = parse_running(session_id, running, leases, seconds + micros / 1e6)
+    for attempt in out:
+        attempt.task_id = attempt.task_id or attempt.spec_id[:8]
     return out
 
 
@@ -240,4 +266,5 @@ def events(client: Any, prefix: str, session_id: str, *, after: str | None = Non
     return out
 
 
-__all__ = ["Event", "RunSummary", "RunningAttempt", "events", "list_runs", "number", "running_attempts", "summaries"]
+__all__ = ["Event", "RunSummary", "RunningAttempt", "events", "leased_jobs", "list_runs", "number", "parse_running",
+           "running_attempts", "summaries"]

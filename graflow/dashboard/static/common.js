@@ -101,6 +101,20 @@ G.syncClock = function (serverNow) {
   if (serverNow) G.skew = serverNow - Date.now() / 1000;
 };
 
+// A run's age and duration now (seconds): they tick between the server's updates.
+G.runTimes = function (run) {
+  const now = G.now();
+  if (!run.created_at) return [null, null];
+  const end = run.done && run.finished_at ? run.finished_at : now;
+  return [now - run.created_at, end - run.created_at];
+};
+
+// A progress bar's fill for a run summary, in percent.
+G.progress = function (run) {
+  const total = Math.max(run.known, run.completed, 1);
+  return Math.min(100, (100 * run.completed) / total);
+};
+
 G.notice = function (text, kind) {
   const box = document.getElementById("notice");
   if (!box) return;

@@ -46,8 +46,11 @@
     return parts.join(" ");
   }
 
-  function paintAll() {
-    for (const [id, node] of graph.nodes) {
+  // Repaint these nodes (every node without ids), then the groups around them.
+  function paint(ids) {
+    for (const id of ids || graph.nodes.keys()) {
+      const node = graph.nodes.get(id);
+      if (!node) continue;
       if (node.kind === "task") graph.setState(id, stateOf(id));
       graph.setBadge(id, badgeOf(id));
     }
@@ -58,15 +61,13 @@
     const s = summary;
     document.getElementById("workflow").textContent = s.workflow || "workflow";
     document.getElementById("state").replaceChildren(G.badge(s.state));
-    const total = Math.max(s.known, s.completed, 1);
     const bar = document.getElementById("progress");
     bar.className = `progress wide state-${s.state}`;
-    bar.querySelector(".bar").style.width = `${Math.min(100, (100 * s.completed) / total)}%`;
+    bar.querySelector(".bar").style.width = `${G.progress(s)}%`;
     bar.querySelector("span").textContent = `${s.completed} of ${s.known} tasks done · ${s.running} running · ${s.pending} waiting`;
-    const now = G.now();
-    document.getElementById("age").textContent = G.duration(s.created_at ? now - s.created_at : null);
-    const end = s.done && s.finished_at ? s.finished_at : now;
-    document.getElementById("duration").textContent = G.duration(s.created_at ? end - s.created_at : null);
+    const [age, duration] = G.runTimes(s);
+    document.getElementById("age").textContent = G.duration(age);
+    document.getElementById("duration").textContent = G.duration(duration);
     document.getElementById("steps").textContent = s.max_steps && s.max_steps < 2 ** 53 ? `${s.steps} / ${s.max_steps}` : String(s.steps);
     document.getElementById("queue").textContent = s.queue || "–";
     document.getElementById("workers").textContent =
@@ -138,7 +139,7 @@
     // Redrawn only when tasks were added (a reload after an event keeps the drawn graph).
     const drawn = doc.shape.nodes.length === graph.nodes.size && doc.shape.nodes.every((n) => graph.has(n.id));
     if (!drawn) graph.draw(doc.shape, doc.layout);
-    paintAll();
+    paint();
     renderSummary();
     renderError(doc.error);
     renderCheckpoints(doc.checkpoints);
@@ -179,16 +180,7 @@
       for (const id of Object.keys(u.counts || {})) touched.add(id);
     }
     for (const e of newEvents) if (e.event === "redelivered" && e.data.task_id) touched.add(G.baseId(e.data.task_id));
-    if (batch.some((u) => u.summary && u.summary.done)) paintAll(); // the unreached turn skipped
-    else {
-      for (const id of touched) {
-        const node = graph.nodes.get(id);
-        if (!node) continue;
-        if (node.kind === "task") graph.setState(id, stateOf(id));
-        graph.setBadge(id, badgeOf(id));
-      }
-      graph.groupStates((id) => nodes[id] || null);
-    }
+    paint(batch.some((u) => u.summary && u.summary.done) ? null : touched); // at the end the unreached turn skipped
     if (summary) renderSummary();
     if (newEvents.length) addEvents(newEvents);
     const now = Date.now();

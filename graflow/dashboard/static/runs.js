@@ -20,18 +20,13 @@
   }
 
   function progress(run) {
-    const total = Math.max(run.known, run.completed, 1);
-    const pct = Math.min(100, Math.round((100 * run.completed) / total));
     return el("div", { class: `progress state-${run.state}`, title: `${run.completed} of ${run.known} tasks` },
-      el("div", { class: "bar", style: `width:${pct}%` }),
+      el("div", { class: "bar", style: `width:${Math.round(G.progress(run))}%` }),
       el("span", { text: `${run.completed}/${run.known}` }));
   }
 
   function row(run) {
-    const now = G.now();
-    const age = run.created_at ? now - run.created_at : null;
-    const end = run.done && run.finished_at ? run.finished_at : now;
-    const duration = run.created_at ? end - run.created_at : null;
+    const [age, duration] = G.runTimes(run);
     const workers = Object.keys(run.workers || {});
     return el("tr", { "data-session": run.session_id, "data-state": run.state },
       el("td", {}, el("a", { href: `/runs/${encodeURIComponent(run.session_id)}`, class: "mono", text: run.session_id })),
